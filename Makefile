@@ -1,0 +1,23 @@
+# Two entry points (see README): `make run` and `make test`. Each creates .venv if missing and installs quantsr.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test setup clean
+
+$(BIN)/quantsr: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/quantsr
+
+run: setup
+	$(BIN)/quantsr eval --model imdn --scale 4 --datasets Set5 --official-lr Set5
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache

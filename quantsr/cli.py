@@ -1,0 +1,181 @@
+"""The ``quantsr`` command: a thin argparse layer over the library."""
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+
+def _parse_kwargs(items: Sequence[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--model-kw expects key=value, got {item!r}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+def _add_model_args(p: argparse.ArgumentParser, weights_help: str) -> None:
+    p.add_argument("--model", help="architecture name (see `quantsr models`)")
+    p.add_argument("--scale", type=int, default=4, help="upscaling factor (default 4)")
+    p.add_argument("--weights", help=weights_help)
+    p.add_argument("--model-kw", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="architecture options, e.g. num_block=8 num_feat=32")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from quantsr.registry import list_models, model_scales
+
+    for name in list_models():
+        print(f"{name:<12} x{', x'.join(map(str, model_scales(name)))}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from quantsr.data import BenchmarkSet
+    from quantsr.evaluate import evaluate
+    from quantsr.pretrained import load_model
+
+    model = load_model(args.model, args.scale, args.weights, _parse_kwargs(args.model_kw))
+    sets = [BenchmarkSet.from_name(name, args.scale, args.data_root) for name in args.datasets]
+    if args.official_lr:
+        sets += [BenchmarkSet.from_name(name, args.scale, args.data_root, official_lr=True)
+                 for name in args.official_lr]
+    start = time.perf_counter()
+    result = evaluate(model, sets, args.scale, tile=args.tile, overlap=args.tile_overlap, device=args.device,
+                      progress=not args.no_progress, model_name=args.model or Path(args.weights).stem)
+    print(f"{result.model} x{args.scale}" + (f" (tiles {args.tile}, overlap {args.tile_overlap})" if args.tile else ""))
+    print(result.table())
+    if args.per_image:
+        for s in result.sets:
+            for im in s.images:
+                print(f"  {s.name}/{im.name:<16} {im.psnr:8.3f} {im.ssim:8.4f}")
+    print(f"({time.perf_counter() - start:.1f} s)")
+    if args.json:
+        from quantsr.image_io import write_text_atomic
+
+        write_text_atomic(result.to_json(), args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from quantsr.data import BenchmarkSet, PatchDataset, default_data_root
+    from quantsr.pretrained import load_weights
+    from quantsr.registry import create_model
+    from quantsr.trainer import TrainConfig, Trainer
+
+    torch.manual_seed(args.seed)
+    model_kwargs = _parse_kwargs(args.model_kw)
+    model = create_model(args.model, scale=args.scale, **model_kwargs)
+    if args.init_weights:
+        load_weights(model, args.init_weights, args.scale)
+    train_root = default_data_root() / "train"
+    train_dirs = args.train_dirs or [str(train_root / "T91"), str(train_root / "BSD200")]
+    data = PatchDataset(train_dirs, args.scale, lr_patch=args.lr_patch, batch_size=args.batch_size,
+                        seed=args.seed, show_progress=not args.no_progress)
+    val_sets = [BenchmarkSet.from_name(name, args.scale, args.data_root) for name in args.val_sets]
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
+    milestones = args.milestones or [int(args.iterations * f) for f in (0.5, 0.8, 0.9, 0.95)]
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=args.gamma)
+    config = TrainConfig(iterations=args.iterations, val_every=args.val_every,
+                         checkpoint_every=args.checkpoint_every, out_dir=args.out, bf16=args.bf16,
+                         channels_last=args.channels_last, progress=not args.no_progress, device=args.device)
+    metadata = {"model": args.model, "scale": args.scale, "model_kwargs": model_kwargs}
+    trainer = Trainer(model, data, torch.nn.L1Loss(), optimizer, scheduler, val_sets=val_sets, config=config,
+                      metadata=metadata)
+    last = Path(args.out) / "last.pt"
+    if args.resume:
+        if trainer.resume():
+            print(f"resumed from {last} at iteration {trainer.iteration}")
+        else:
+            print(f"no {last} yet: starting from iteration 0")
+    elif last.exists():
+        raise ValueError(f"{last} exists; pass --resume to continue it, or choose another --out")
+    history = trainer.fit()
+    total = history.data_seconds + history.step_seconds
+    if total > 0:
+        print(f"done: {trainer.iteration} iterations, {trainer.iteration / total:.2f} it/s, "
+              f"data wait {100 * history.data_seconds / total:.1f}% of the time")
+    if history.validation:
+        print(f"best validation PSNR {history.best_psnr:.3f} dB; checkpoints in {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="quantsr", description="Low-bit image super-resolution.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("models", help="list registered architectures")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("eval", help="PSNR/SSIM (Y channel) on benchmark sets")
+    _add_model_args(p, "checkpoint (public or quantsr); default: the known public one in ../shared/weights")
+    p.add_argument("--datasets", nargs="+", default=["Set5", "Set14", "B100"],
+                   help="benchmark names under the data root, or folders of HR images")
+    p.add_argument("--official-lr", nargs="*", default=[], metavar="SET",
+                   help="also evaluate these sets with their official LR folders (e.g. Set5)")
+    p.add_argument("--data-root", help="folder holding the benchmark sets (default ../shared/data/benchmark)")
+    p.add_argument("--tile", type=int, default=None, help="LR tile size for large images (default: whole image)")
+    p.add_argument("--tile-overlap", type=int, default=16, help="LR pixels of context around each tile")
+    p.add_argument("--json", help="also write the results as JSON here")
+    p.add_argument("--per-image", action="store_true", help="print every image's scores")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train", help="train an FP SR model (L1, Adam, multi-step LR), resumable")
+    _add_model_args(p, "unused for train; see --init-weights")
+    p.add_argument("--init-weights", help="start from these weights")
+    p.add_argument("--out", required=True, help="run folder for last.pt / best.pt")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--iterations", type=int, default=10000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr-patch", type=int, default=48, help="LR patch size (HR patch = scale x this)")
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--milestones", type=int, nargs="*", help="LR decay iterations (default 50/80/90/95%%)")
+    p.add_argument("--gamma", type=float, default=0.5)
+    p.add_argument("--val-every", type=int, default=1000)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--train-dirs", nargs="+", help="HR training folders (default T91 + BSD200)")
+    p.add_argument("--val-sets", nargs="*", default=["Set5"])
+    p.add_argument("--data-root", help="folder holding the benchmark sets")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (fast on CPUs with AMX)")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from quantsr.image_io import ImageError
+
+    try:
+        return args.func(args)
+    except (ImageError, ValueError, FileNotFoundError, FloatingPointError) as exc:
+        print(f"quantsr: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("quantsr: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

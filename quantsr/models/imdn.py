@@ -1,0 +1,132 @@
+"""IMDN: Information Multi-Distillation Network (Hui et al., ACM MM 2019; github.com/Zheng222/IMDN).
+
+Takes RGB in [0, 1] directly (the public checkpoints were trained that way), so there is no input scaling.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from quantsr.models.common import (
+    LRELU_SLOPE,
+    block_index_rule,
+    check_upsample_scale,
+    conv_layer,
+    pixelshuffle_upsampler,
+    remap_keys,
+)
+from quantsr.registry import register_model
+
+
+class ContrastChannelAttention(nn.Module):
+    """CCA layer: squeeze-excite driven by per-channel (std + mean) instead of the mean alone."""
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        self.conv_squeeze = nn.Conv2d(channels, channels // reduction, 1)
+        self.act = nn.ReLU()
+        self.conv_excite = nn.Conv2d(channels // reduction, channels, 1)
+        self.sigmoid = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        var = (x - mean).pow(2).mean(dim=(2, 3), keepdim=True)
+        # The clamp keeps sqrt's gradient finite on flat patches (zero variance); outputs are unchanged otherwise.
+        std = var.clamp_min(1e-12).sqrt()
+        weight = self.sigmoid(self.conv_excite(self.act(self.conv_squeeze(std + mean))))
+        return x * weight
+
+
+class IMDB(nn.Module):
+    """Information multi-distillation block: three 3x3 conv steps each split off a quarter of the channels.
+
+    The distilled quarters and the last conv's output are concatenated, re-weighted by CCA, fused by a
+    1x1 conv and added to the block input.
+    """
+
+    def __init__(self, num_feat: int = 64, distillation_rate: float = 0.25) -> None:
+        super().__init__()
+        self.distilled = int(num_feat * distillation_rate)
+        self.remaining = num_feat - self.distilled
+        self.conv1 = conv_layer(num_feat, num_feat, 3)
+        self.act1 = nn.LeakyReLU(LRELU_SLOPE)
+        self.conv2 = conv_layer(self.remaining, num_feat, 3)
+        self.act2 = nn.LeakyReLU(LRELU_SLOPE)
+        self.conv3 = conv_layer(self.remaining, num_feat, 3)
+        self.act3 = nn.LeakyReLU(LRELU_SLOPE)
+        # No activation after conv4, as in the reference.
+        self.conv4 = conv_layer(self.remaining, self.distilled, 3)
+        # 4 * distilled == num_feat for the published widths; sizing from `distilled` keeps other widths valid.
+        self.cca = ContrastChannelAttention(self.distilled * 4)
+        self.conv_fuse = conv_layer(self.distilled * 4, num_feat, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        split = (self.distilled, self.remaining)
+        d1, r1 = torch.split(self.act1(self.conv1(x)), split, dim=1)
+        d2, r2 = torch.split(self.act2(self.conv2(r1)), split, dim=1)
+        d3, r3 = torch.split(self.act3(self.conv3(r2)), split, dim=1)
+        d4 = self.conv4(r3)
+        out = torch.cat([d1, d2, d3, d4], dim=1)
+        return self.conv_fuse(self.cca(out)) + x
+
+
+class IMDN(nn.Module):
+    """IMDN with BasicSR-style names: conv_first, body (IMDBs), conv_fuse, conv_after_body, upsample."""
+
+    def __init__(
+        self,
+        scale: int = 4,
+        num_feat: int = 64,
+        num_blocks: int = 6,
+        in_ch: int = 3,
+        out_ch: int = 3,
+    ) -> None:
+        super().__init__()
+        self.scale = scale
+        self.conv_first = conv_layer(in_ch, num_feat, 3)
+        self.body = nn.ModuleList(IMDB(num_feat) for _ in range(num_blocks))
+        # Every block's output is fused, not just the last one's.
+        self.conv_fuse = conv_layer(num_feat * num_blocks, num_feat, 1)
+        self.act_fuse = nn.LeakyReLU(LRELU_SLOPE)
+        self.conv_after_body = conv_layer(num_feat, num_feat, 3)
+        self.upsample = pixelshuffle_upsampler(num_feat, out_ch, scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feat = self.conv_first(x)
+        outs = []
+        h = feat
+        for block in self.body:
+            h = block(h)
+            outs.append(h)
+        h = self.act_fuse(self.conv_fuse(torch.cat(outs, dim=1)))
+        h = self.conv_after_body(h) + feat
+        return self.upsample(h)
+
+    def example_inputs(self) -> tuple[torch.Tensor]:
+        return (torch.rand(1, 3, 32, 32),)
+
+    @classmethod
+    def convert_checkpoint(cls, state_dict: dict[str, torch.Tensor], scale: int) -> dict[str, torch.Tensor]:
+        """Map Zheng222/IMDN keys (``module.IMDB1.c1.weight`` ...) onto this module's names."""
+        state = remap_keys(
+            state_dict,
+            [
+                (r"^fea_conv\.", "conv_first."),
+                block_index_rule("IMDB"),
+                (r"^c\.0\.", "conv_fuse."),
+                (r"^LR_conv\.", "conv_after_body."),
+                (r"^upsampler\.", "upsample."),
+                (r"^(body\.\d+\.)c([1-4])\.", r"\1conv\2."),
+                (r"^(body\.\d+\.)c5\.", r"\1conv_fuse."),
+                (r"^(body\.\d+\.cca\.)conv_du\.0\.", r"\1conv_squeeze."),
+                (r"^(body\.\d+\.cca\.)conv_du\.2\.", r"\1conv_excite."),
+            ],
+        )
+        check_upsample_scale(state, "upsample.0.weight", scale, name="IMDN")
+        return state
+
+
+@register_model("imdn", scales=(2, 3, 4))
+def imdn(scale: int = 4, **kw) -> nn.Module:
+    """IMDN (64 channels, 6 blocks by default: the published x2/x3/x4 checkpoints)."""
+    return IMDN(scale=scale, **kw)
