@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also evaluate these sets with their official LR folders (e.g. Set5)")
     p.add_argument("--data-root", help="folder holding the benchmark sets (default ../shared/data/benchmark)")
     p.add_argument("--tile", type=int, default=None, help="LR tile size for large images (default: whole image)")
-    p.add_argument("--tile-overlap", type=int, default=16, help="LR pixels of context around each tile")
+    p.add_argument("--tile-overlap", type=int, default=32, help="LR pixels of context around each tile")
     p.add_argument("--json", help="also write the results as JSON here")
     p.add_argument("--per-image", action="store_true", help="print every image's scores")
     p.add_argument("--no-progress", action="store_true")

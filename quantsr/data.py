@@ -23,11 +23,11 @@ def default_data_root() -> Path:
     return Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
+def modcrop(img: np.ndarray, scale: int, source: str | os.PathLike = "image") -> np.ndarray:
     """Crop the bottom/right so both sides are multiples of ``scale``."""
     h, w = img.shape[:2]
     if h < scale or w < scale:
-        raise ImageError(f"image of {w}x{h} is smaller than the scale x{scale}; it cannot be downscaled")
+        raise ImageError(f"{source}: {w}x{h} is smaller than the scale x{scale}; it cannot be downscaled")
     return img[: h - h % scale, : w - w % scale]
 
 
@@ -79,7 +79,7 @@ class BenchmarkSet:
 
     def load(self, index: int) -> BenchmarkImage:
         path = self.files[index]
-        hr = modcrop(load_image(path), self.scale)
+        hr = modcrop(load_image(path), self.scale, source=path)
         if self.lr_dir is None:
             lr = imresize(hr, 1.0 / self.scale)
         else:
@@ -139,7 +139,7 @@ class PatchDataset:
             if min(hr.shape[:2]) < lr_patch * scale:
                 skipped.append(path.name)
                 continue
-            hr = modcrop(hr, scale)
+            hr = modcrop(hr, scale, source=path)
             self.pairs.append((imresize(hr, 1.0 / scale), hr))
         if not self.pairs:
             raise ImageError(f"no training image is at least {lr_patch * scale} px on each side "

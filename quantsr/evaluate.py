@@ -58,7 +58,7 @@ class EvalResult:
 
 
 @torch.no_grad()
-def super_resolve(model: nn.Module, lr_uint8, scale: int, tile: int | None = None, overlap: int = 16,
+def super_resolve(model: nn.Module, lr_uint8, scale: int, tile: int | None = None, overlap: int = 32,
                   device: str | torch.device = "cpu", progress=None):
     """uint8 RGB (h, w, 3) -> uint8 RGB (s*h, s*w, 3), clamped and rounded as the benchmark protocol says."""
     x = to_tensor(lr_uint8).to(device)
@@ -66,7 +66,7 @@ def super_resolve(model: nn.Module, lr_uint8, scale: int, tile: int | None = Non
 
 
 def evaluate(model: nn.Module, datasets: Sequence[BenchmarkSet | str], scale: int, *, tile: int | None = None,
-             overlap: int = 16, device: str | torch.device = "cpu", progress: bool = True,
+             overlap: int = 32, device: str | torch.device = "cpu", progress: bool = True,
              model_name: str | None = None, ssim: bool = True) -> EvalResult:
     """PSNR/SSIM (Y channel, ``scale`` px border cropped) of ``model`` on each benchmark set.
 

@@ -6,6 +6,7 @@ whole-image inference; the margin only costs compute.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -44,10 +45,13 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
 
 @torch.no_grad()
 def tiled_forward(model: Callable[[torch.Tensor], torch.Tensor], lr: torch.Tensor, scale: int,
-                  tile: int | None = None, overlap: int = 16,
+                  tile: int | None = None, overlap: int = 32,
                   progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """Run ``model`` on (N, C, H, W) ``lr`` tile by tile; ``tile=None`` runs the whole image at once."""
     n, _, h, w = lr.shape
+    if tile is not None and (tile < h or tile < w) and getattr(model, "has_global_context", False):
+        warnings.warn(f"{type(model).__name__} has non-local layers; tiled results differ slightly from "
+                      "whole-image inference (a larger --tile reduces it)", stacklevel=2)
     if tile is None or (tile >= h and tile >= w):
         out = model(lr)
         if progress:

@@ -8,19 +8,25 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from quantsr.data import default_data_root
 from quantsr.models import carn, edsr, fsrcnn, span, srresnet  # noqa: F401  (registers the models)
 from quantsr.models.layers import YCbCrConverter, rgb_to_y
-from quantsr.pretrained import KNOWN_CHECKPOINTS, default_weights_dir, load_pretrained, load_weights
+from quantsr.pretrained import (
+    KNOWN_CHECKPOINTS,
+    default_weights_dir,
+    load_pretrained,
+    load_weights,
+)
 from quantsr.registry import create_model, model_scales
 
 CLASSIC = ("edsr", "srresnet", "carn_m", "fsrcnn", "span")
-BENCHMARK = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmark"
+BENCHMARK = default_data_root() / "benchmark"
 
 
-def _weights_or_skip(model: str, scale: int) -> None:
+def _require_weights(model: str, scale: int) -> None:
     files = [c.file for c in KNOWN_CHECKPOINTS if c.model == model and scale in c.scales]
     if not files or not (default_weights_dir() / files[0]).is_file():
-        pytest.skip(f"no public checkpoint for {model} x{scale} in {default_weights_dir()}")
+        pytest.fail(f"no public checkpoint for {model} x{scale} in {default_weights_dir()} (needs ../shared)")
 
 
 @pytest.mark.parametrize(
@@ -28,7 +34,7 @@ def _weights_or_skip(model: str, scale: int) -> None:
     [("carn_m", 2), ("carn_m", 3), ("carn_m", 4), ("fsrcnn", 2), ("fsrcnn", 3), ("fsrcnn", 4), ("span", 4)],
 )
 def test_pretrained_loads_strictly(name: str, scale: int) -> None:
-    _weights_or_skip(name, scale)
+    _require_weights(name, scale)
     model = load_pretrained(name, scale)  # raises on any missing/unexpected key
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
@@ -45,10 +51,11 @@ def test_output_shapes_every_scale(name: str) -> None:
         model = create_model(name, scale=scale).eval()
         (example,) = model.example_inputs()
         assert example.shape[:2] == (1, 3)
-        x = torch.rand(2, 3, 6, 9)  # batch > 1 and non-square catch layout mistakes
+        # Non-square catches H/W mix-ups. Batch 1: oneDNN is ~15x slower on tiny batch-2 convs on CPU.
+        x = torch.rand(1, 3, 6, 9)
         with torch.no_grad():
             y = model(x)
-        assert y.shape == (2, 3, 6 * scale, 9 * scale), (name, scale)
+        assert y.shape == (1, 3, 6 * scale, 9 * scale), (name, scale)
 
 
 def test_edsr_basicsr_key_names() -> None:
@@ -131,8 +138,8 @@ def test_pretrained_beats_bicubic_on_baby_crop(name: str, scale: int) -> None:
     lr_path = BENCHMARK / "Set5_LR_bicubic" / f"X{scale}" / f"babyx{scale}.png"
     hr_path = BENCHMARK / "Set5" / "baby.png"
     if not (lr_path.is_file() and hr_path.is_file()):
-        pytest.skip(f"Set5 not found under {BENCHMARK}")
-    _weights_or_skip(name, scale)
+        pytest.fail(f"Set5 not found under {BENCHMARK} (needs ../shared)")
+    _require_weights(name, scale)
     top, left, size = 40, 40, 48  # LR pixels; a textured region of the face
     lr = _load_png(lr_path)[..., top:top + size, left:left + size]
     hr = _load_png(hr_path)[..., top * scale:(top + size) * scale, left * scale:(left + size) * scale]
@@ -140,4 +147,4 @@ def test_pretrained_beats_bicubic_on_baby_crop(name: str, scale: int) -> None:
     with torch.no_grad():
         sr = model(lr)
     bicubic = F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False)
-    assert _y_psnr(sr, hr, scale) > _y_psnr(bicubic, hr, scale) + 0.3
+    assert _y_psnr(sr, hr, scale) > _y_psnr(bicubic, hr, scale) + 1.0  # measured margins: 1.5-2.5 dB

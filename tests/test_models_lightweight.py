@@ -27,7 +27,7 @@ PARAM_COUNTS = {"IMDN_x2.pth": 694_404, "IMDN_x3.pth": 703_059, "IMDN_x4.pth": 7
 def _weights(file: str) -> Path:
     path = default_weights_dir() / file
     if not path.is_file():
-        pytest.skip(f"{path} not available")
+        pytest.fail(f"{path} not available (needs ../shared)")
     return path
 
 
@@ -39,7 +39,7 @@ def _benchmark_dir() -> Path:
     for root in candidates:
         if (root / "Set5" / "baby.png").is_file():
             return root
-    pytest.skip("Set5 benchmark images not available")
+    pytest.fail("Set5 benchmark images not available (needs ../shared)")
 
 
 def _psnr_y(a: torch.Tensor, b: torch.Tensor, border: int) -> float:

@@ -21,6 +21,16 @@ from quantsr.models.swinir import (
 )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _single_thread():
+    # 24 blocks of small ops: on a busy 2-core runner, OpenMP workers spin against other processes and a
+    # 20x27 forward goes from 0.25 s to 5+ s. One thread keeps this file fast; restore the setting afterwards.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def model_x4() -> SwinIR:
     torch.manual_seed(0)
@@ -129,6 +139,18 @@ def test_shifted_window_mask_matches_original(hw: tuple[int, int]) -> None:
     h, w = hw
     ours = shifted_window_mask(h, w, 8, 4, torch.empty(0))
     assert torch.equal(ours, _reference_mask(h, w, 8, 4))
+
+
+def test_mask_graph_has_no_arithmetic_for_quantizers() -> None:
+    # prepare_pt2e observes add/mul and turns their scalar operands into float constants, which broke an
+    # integer region-id version of the mask (int64 * float constant); the mask must stay comparisons only.
+    class MaskOnly(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return shifted_window_mask(x.shape[1], x.shape[2], 8, 4, x)
+
+    ep = torch.export.export(MaskOnly(), (torch.rand(1, 16, 24),))
+    targets = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+    assert not any(op in t for t in targets for op in ("add", "sub", "mul", "div")), targets
 
 
 def test_relative_position_index_layout() -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from quantsr.models.layers import DIV2K_RGB_MEAN, register_mean_buffers
 from quantsr.registry import register_model
@@ -49,7 +49,7 @@ class EResidualBlock(nn.Module):
 def _cascade(x: torch.Tensor, blocks: list[nn.Module], fusers: list[nn.Module]) -> torch.Tensor:
     # CARN's cascading connection: every stage sees the concatenation of all earlier outputs, fused by 1x1.
     cat = out = x
-    for block, fuse in zip(blocks, fusers):
+    for block, fuse in zip(blocks, fusers, strict=True):
         cat = torch.cat([cat, block(out)], dim=1)
         out = fuse(cat)
     return out

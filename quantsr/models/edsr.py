@@ -6,9 +6,15 @@ Defaults are EDSR-baseline (64 features, 16 blocks, res_scale 1); the paper's la
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
-from quantsr.models.layers import DIV2K_RGB_MEAN, ResidualBlockNoBN, Upsample, make_layer, register_mean_buffers
+from quantsr.models.layers import (
+    DIV2K_RGB_MEAN,
+    ResidualBlockNoBN,
+    Upsample,
+    make_layer,
+    register_mean_buffers,
+)
 from quantsr.registry import register_model
 
 

@@ -7,8 +7,8 @@ so like every quantsr model it maps RGB [0, 1] to RGB [0, 1].
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from quantsr.models.layers import YCbCrConverter
 from quantsr.registry import register_model

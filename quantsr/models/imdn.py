@@ -73,6 +73,10 @@ class IMDB(nn.Module):
 class IMDN(nn.Module):
     """IMDN with BasicSR-style names: conv_first, body (IMDBs), conv_fuse, conv_after_body, upsample."""
 
+    # The CCA layers pool mean/std over the whole image, so a tile sees slightly different statistics than the
+    # whole image: tiled inference is close to, not equal to, whole-image inference.
+    has_global_context = True
+
     def __init__(
         self,
         scale: int = 4,

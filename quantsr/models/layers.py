@@ -8,8 +8,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 # DIV2K RGB mean in [0, 1]; EDSR, CARN and SPAN all normalise with it.
 DIV2K_RGB_MEAN: tuple[float, float, float] = (0.4488, 0.4371, 0.4040)

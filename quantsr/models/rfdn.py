@@ -64,6 +64,10 @@ class RFDB(nn.Module):
 class RFDN(nn.Module):
     """RFDN with BasicSR-style names: conv_first, body (RFDBs), conv_fuse, conv_after_body, upsample."""
 
+    # ESA pools on a stride-6 grid and interpolates back to the input size, so tiles are close to, not
+    # equal to, whole-image inference.
+    has_global_context = True
+
     def __init__(
         self,
         scale: int = 4,

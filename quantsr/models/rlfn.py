@@ -49,6 +49,10 @@ class RLFB(nn.Module):
 class RLFN(nn.Module):
     """RLFN with BasicSR-style names: conv_first, body (RLFBs), conv_after_body, upsample (no fusion conv)."""
 
+    # ESA pools on a stride-6 grid and interpolates back to the input size, so tiles are close to, not
+    # equal to, whole-image inference.
+    has_global_context = True
+
     def __init__(
         self,
         scale: int = 4,

@@ -8,9 +8,13 @@ quantisation) sees anyway.
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
-from quantsr.models.layers import DIV2K_RGB_MEAN, pixelshuffle_block, register_mean_buffers
+from quantsr.models.layers import (
+    DIV2K_RGB_MEAN,
+    pixelshuffle_block,
+    register_mean_buffers,
+)
 from quantsr.registry import register_model
 
 

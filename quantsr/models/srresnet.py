@@ -6,8 +6,8 @@ The module names are BasicSR's (``conv_first``, ``body``, ``upconv1``/``upconv2`
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from quantsr.models.layers import ResidualBlockNoBN, make_layer
 from quantsr.registry import register_model

@@ -84,17 +84,25 @@ def shifted_window_mask(h: int, w: int, ws: int, shift: int, like: torch.Tensor)
     """(nW, ws*ws, ws*ws) additive mask (0 / -100) for shifted windows on an (h, w) map.
 
     Same regions as the original's ``calculate_mask``: after the cyclic shift, rows >= h - ws and >= h - shift
-    (likewise columns) wrapped around, and tokens may only attend within their own region. Region ids come from
-    ``arange`` comparisons, so h and w may be symbolic under ``torch.export``.
+    (likewise columns) wrapped around, and tokens may only attend within their own region. Region membership is
+    built from ``arange`` comparisons, so h and w may be symbolic under ``torch.export``, and tokens are compared
+    flag by flag instead of through integer region ids: PT2E quantizers observe arithmetic ops (and turn scalar
+    operands into float constants), so ``id * 3 + col_id`` breaks prepare_pt2e while comparisons pass through.
     """
     rows = torch.arange(h, device=like.device)
     cols = torch.arange(w, device=like.device)
-    rid = (rows >= h - ws).to(torch.int64) + (rows >= h - shift).to(torch.int64)
-    cid = (cols >= w - ws).to(torch.int64) + (cols >= w - shift).to(torch.int64)
-    region = (rid[:, None] * 3 + cid[None, :]).to(like.dtype)
-    win = window_partition(region[None, :, :, None], ws).squeeze(-1)  # nW, N
-    diff = win[:, None, :] - win[:, :, None]
-    return torch.where(diff != 0, torch.full_like(diff, -100.0), torch.zeros_like(diff))
+    flags = torch.stack(
+        [
+            (rows >= h - ws)[:, None].expand(h, w),
+            (rows >= h - shift)[:, None].expand(h, w),
+            (cols >= w - ws)[None, :].expand(h, w),
+            (cols >= w - shift)[None, :].expand(h, w),
+        ],
+        dim=-1,
+    )
+    win = window_partition(flags[None], ws)  # nW, N, 4
+    same = (win[:, :, None, :] == win[:, None, :, :]).all(dim=-1)
+    return torch.where(same, torch.zeros((), dtype=like.dtype), torch.full((), -100.0, dtype=like.dtype))
 
 
 class WindowAttention(nn.Module):
@@ -204,7 +212,12 @@ class PatchEmbed(nn.Module):
 
 
 class SwinIR(nn.Module):
-    """SwinIR with the lightweight 'pixelshuffledirect' reconstruction. RGB [0, 1] in, RGB [0, 1] out."""
+    """SwinIR with the lightweight 'pixelshuffledirect' reconstruction. RGB [0, 1] in, RGB [0, 1] out.
+
+    Any H, W above ``window_size / 2`` (reflect padding must be shorter than the side it mirrors). For
+    ``torch.export``: static shapes, or dynamic H, W declared as multiples of the window (``8 * Dim(...)``);
+    free symbolic sizes leave unprovable guards in the padding and crop arithmetic.
+    """
 
     def __init__(
         self,
@@ -262,7 +275,7 @@ class SwinIR(nn.Module):
                 break
         out = {}
         for k, v in state_dict.items():
-            k = k[len("module.") :] if k.startswith("module.") else k
+            k = k.removeprefix("module.")
             if k.endswith("attn_mask"):
                 continue
             out[k] = v

@@ -1,0 +1,38 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from quantsr.data import default_data_root
+from quantsr.pretrained import default_weights_dir
+
+DATA = default_data_root()
+BENCHMARK = DATA / "benchmark"
+WEIGHTS = default_weights_dir()
+
+
+def require(path: Path) -> Path:
+    """Tests that read ../shared data or weights fail loudly (not skip) when they are missing in this checkout."""
+    if not path.exists():
+        pytest.fail(f"{path} missing: tests need ../shared (set QUANTSR_DATA / QUANTSR_WEIGHTS)")
+    return path
+
+
+@pytest.fixture
+def rgb_folder(tmp_path: Path) -> Path:
+    """A folder of three small valid RGB images (64x48)."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    for i in range(3):
+        base = np.linspace(0, 255, 64)[None, :, None] * np.ones((48, 1, 3))
+        img = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / f"img{i}.png")
+    return folder
+
+
+def pytest_configure(config):
+    # Small test models are faster single-threaded and the numbers do not depend on thread scheduling.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
