@@ -113,12 +113,54 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_size(text: str) -> tuple[int, int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"expected CxHxW such as 3x64x64, got {text!r}")
+    return tuple(int(p) for p in parts)  # type: ignore[return-value]
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from quantsr.profile import profile
+    from quantsr.quant.api import is_body_layer
+    from quantsr.registry import create_model
+
+    model = create_model(args.model, scale=args.scale, **_parse_kwargs(args.model_kw))
+    bits_fn = None
+    if args.body_bits:
+        w_bits, a_bits = args.body_bits
+
+        def bits_fn(fqn, module):  # simulate a bit assignment: body layers low-bit, the rest FP32
+            return (w_bits, a_bits) if is_body_layer(module, fqn) else None
+
+    report = profile(model, args.input, bits_fn=bits_fn)
+    print(report.table(top=args.top))
+    if args.json:
+        import json
+
+        from quantsr.image_io import write_text_atomic
+
+        write_text_atomic(json.dumps(report.to_dict(), indent=1), args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="quantsr", description="Low-bit image super-resolution.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("models", help="list registered architectures")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("profile", help="MACs, BitOPs, OPs and storage per layer, and the reduction vs FP32")
+    p.add_argument("--model", required=True)
+    p.add_argument("--scale", type=int, default=4)
+    p.add_argument("--model-kw", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--input", type=_parse_size, default=(3, 64, 64), help="LR input CxHxW (default 3x64x64)")
+    p.add_argument("--body-bits", type=int, nargs=2, metavar=("W", "A"),
+                   help="count body layers at W-bit weights / A-bit activations, the rest FP32")
+    p.add_argument("--top", type=int, default=None, help="show only the N most expensive layers")
+    p.add_argument("--json")
+    p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("eval", help="PSNR/SSIM (Y channel) on benchmark sets")
     _add_model_args(p, "checkpoint (public or quantsr); default: the known public one in ../shared/weights")

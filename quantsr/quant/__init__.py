@@ -1,0 +1,41 @@
+"""QuantSR+ low-bit quantization: RBD weight quantizer, redistributed LSQ activation quantizer, quantized
+layers and ``quantize_(model, config)`` (see ``docs/METHOD.md``, "RBD")."""
+from quantsr.quant.api import (
+    MixedConfig,
+    QuantSRConfig,
+    W8A8Config,
+    calibrate_,
+    is_body_layer,
+    quantize_,
+    quantized_layers,
+)
+from quantsr.quant.layers import QConv2d, QLinear, QWindowAttention
+from quantsr.quant.quantizers import (
+    ActQuantizer,
+    LSQWeightQuantizer,
+    RBDWeightQuantizer,
+    round_soft,
+    round_ste,
+    sign_clip_ste,
+    soft_round_grad,
+)
+
+__all__ = [
+    "ActQuantizer",
+    "LSQWeightQuantizer",
+    "MixedConfig",
+    "QConv2d",
+    "QLinear",
+    "QWindowAttention",
+    "QuantSRConfig",
+    "RBDWeightQuantizer",
+    "W8A8Config",
+    "calibrate_",
+    "is_body_layer",
+    "quantize_",
+    "quantized_layers",
+    "round_soft",
+    "round_ste",
+    "sign_clip_ste",
+    "soft_round_grad",
+]

@@ -1,0 +1,329 @@
+"""QuantSR+ quantizers (METHOD.md, "RBD"): rounding functions, the redistributed activation quantizer and the
+RBD bit-plane weight quantizer, plus a plain LSQ weight quantizer for ablations.
+
+Step-size gradient scaling. METHOD.md writes ``a' = (a - a*g).detach() + a*g``. We compute the same thing as
+``a.detach() + (a*g - (a*g).detach())``: identical gradient (g), but the forward value is *exactly* ``a`` (x - x
+is exactly 0 in floating point, whereas (a - a*g) + a*g can be off by one ulp), so ``step * integer_levels``
+reproduces the fake-quantized weights bit for bit at export.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = [
+    "ROUNDINGS",
+    "WEIGHT_QUANTIZERS",
+    "ActQuantizer",
+    "LSQWeightQuantizer",
+    "RBDWeightQuantizer",
+    "grad_scale",
+    "make_weight_quantizer",
+    "round_soft",
+    "round_ste",
+    "sign_clip_ste",
+    "soft_round_grad",
+]
+
+ROUNDINGS = ("ste", "soft")
+WEIGHT_QUANTIZERS = ("rbd", "lsq", "lsq_sym")
+
+
+# --------------------------------------------------------------------------------------------- rounding / sign
+class _RoundSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u: torch.Tensor) -> torch.Tensor:
+        return torch.round(u)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad
+
+
+def soft_round_grad(u: torch.Tensor, k: float = 1.0) -> torch.Tensor:
+    """QuantSR's tanh surrogate derivative: ``k (1 - tanh^2(k (frac(u) - 1/2))) / (2 tanh(k/2))``.
+
+    It is the derivative of ``floor(u) + 1/2 + tanh(k (frac(u) - 1/2)) / (2 tanh(k/2))``, a smooth staircase
+    that passes through the integers; its mean over one period is 1 (as the STE's).
+    """
+    frac = u - torch.floor(u)
+    th = torch.tanh(k * (frac - 0.5))
+    return k * (1.0 - th * th) / (2.0 * math.tanh(k / 2.0))
+
+
+class _RoundSoft(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, k: float) -> torch.Tensor:
+        ctx.save_for_backward(u)
+        ctx.k = k
+        return torch.round(u)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (u,) = ctx.saved_tensors
+        return grad * soft_round_grad(u, ctx.k), None
+
+
+def round_ste(u: torch.Tensor) -> torch.Tensor:
+    """``round(u)`` forward, identity gradient (straight-through)."""
+    return _RoundSTE.apply(u)
+
+
+def round_soft(u: torch.Tensor, k: float = 1.0) -> torch.Tensor:
+    """``round(u)`` forward, :func:`soft_round_grad` gradient."""
+    return _RoundSoft.apply(u, k)
+
+
+class _SignClipSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(z)
+        return torch.where(z >= 0, torch.ones_like(z), -torch.ones_like(z))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (z,) = ctx.saved_tensors
+        return grad * (z.abs() <= 1).to(grad.dtype)
+
+
+def sign_clip_ste(z: torch.Tensor) -> torch.Tensor:
+    """``sign(z)`` in {-1, +1} (0 -> +1); backward ``1 if |z| <= 1 else 0`` (clip-STE)."""
+    return _SignClipSTE.apply(z)
+
+
+def grad_scale(a: torch.Tensor, g: float) -> torch.Tensor:
+    """Value ``a`` exactly, gradient ``g * dL/da`` (LSQ step-size gradient scaling; see module docstring)."""
+    ag = a * g
+    return a.detach() + (ag - ag.detach())
+
+
+def _check_bits(bits: int) -> int:
+    if not isinstance(bits, int) or not 2 <= bits <= 16:
+        raise ValueError(f"bit-width must be an int in [2, 16], got {bits!r}")
+    return bits
+
+
+# --------------------------------------------------------------------------------------------- activations
+class ActQuantizer(nn.Module):
+    """Redistributed LSQ activation quantizer: ``x~ = x + tau``; ``xq = a' * round(clip(x~ / a', Qn, Qp))``.
+
+    * ``tau``: one learnable shift per channel along ``channel_dim`` (-3 for conv inputs (N, C, H, W) or
+      (C, H, W); -1 for linear / matmul inputs (..., C)), initialised to 0. Nothing is subtracted afterwards.
+      ``redistribute=False`` drops tau (used for the softmax output in attention, whose rows must stay
+      non-negative and sum to ~1).
+    * ``step`` (a): learnable per-tensor scalar, LSQ gradient scale ``g = 1 / sqrt(numel(x) * Qp)``.
+    * Range: decided once, at the first forward in training mode: signed ``[-2^(b-1), 2^(b-1)-1]`` if
+      ``min(x~) < -1e-5``, else unsigned ``[0, 2^b-1]``; ``a`` is then set to ``2 mean(|x~|) / sqrt(Qp)``.
+      Both are stored in buffers (``signed``, ``initialized``), so checkpoints keep them.
+    * Calling an uninitialised quantizer in eval mode raises ``RuntimeError`` (we do not silently calibrate on
+      an evaluation batch): train for one step, call :func:`quantsr.quant.calibrate_`, or load a checkpoint.
+    * Rounding gradient: ``"ste"`` (default) or ``"soft"`` (QuantSR's tanh surrogate, ``soft_k`` = k).
+      Out-of-range values get zero gradient w.r.t. x and pass ``Qn``/``Qp`` to a (LSQ).
+    """
+
+    def __init__(
+        self,
+        bits: int,
+        num_channels: int = 1,
+        channel_dim: int = -3,
+        rounding: str = "ste",
+        redistribute: bool = True,
+        soft_k: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if rounding not in ROUNDINGS:
+            raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
+        self.bits = _check_bits(bits)
+        self.num_channels = num_channels
+        self.channel_dim = channel_dim
+        self.rounding = rounding
+        self.soft_k = soft_k
+        if redistribute:
+            self.tau = nn.Parameter(torch.zeros(num_channels))
+        else:
+            self.register_parameter("tau", None)
+        self.step = nn.Parameter(torch.tensor(1.0))
+        self.register_buffer("initialized", torch.tensor(False))
+        self.register_buffer("signed", torch.tensor(False))
+        self._flags: tuple[bool, bool] | None = None  # python mirror of (initialized, signed): no device sync
+
+    # -- state -------------------------------------------------------------------------------------------
+    def _state(self) -> tuple[bool, bool]:
+        if self._flags is None:
+            self._flags = (bool(self.initialized), bool(self.signed))
+        return self._flags
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._flags = None
+
+    def reset(self) -> None:
+        """Forget the range decision and step init; the next training forward re-initialises."""
+        self.initialized.fill_(False)
+        self.signed.fill_(False)
+        self._flags = None
+
+    @property
+    def is_initialized(self) -> bool:
+        return self._state()[0]
+
+    def qrange(self) -> tuple[int, int]:
+        """(Qn, Qp) of the decided range (unsigned until initialised)."""
+        b = self.bits
+        return (-(2 ** (b - 1)), 2 ** (b - 1) - 1) if self._state()[1] else (0, 2**b - 1)
+
+    # -- forward -----------------------------------------------------------------------------------------
+    def _shift(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tau is None:
+            return x
+        shape = [1] * x.dim()
+        shape[self.channel_dim] = self.num_channels
+        return x + self.tau.view(shape)
+
+    @torch.no_grad()
+    def _initialize(self, xs: torch.Tensor) -> None:
+        signed = bool(xs.min() < -1e-5)
+        self.signed.fill_(signed)
+        self.initialized.fill_(True)
+        self._flags = (True, signed)
+        _, qp = self.qrange()
+        self.step.copy_((2.0 * xs.abs().mean() / math.sqrt(qp)).clamp_min(1e-8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xs = self._shift(x)
+        if not self._state()[0]:
+            if not self.training:
+                raise RuntimeError(
+                    f"{self.__class__.__name__}(bits={self.bits}) is not initialised: its range and step are set by "
+                    "the first forward in training mode. Train a step, call quantsr.quant.calibrate_(model, x), "
+                    "or load a quantized checkpoint before evaluating."
+                )
+            self._initialize(xs.detach())
+        qn, qp = self.qrange()
+        a = grad_scale(self.step, 1.0 / math.sqrt(x.numel() * qp))
+        v = torch.clamp(xs / a, qn, qp)
+        v = round_ste(v) if self.rounding == "ste" else round_soft(v, self.soft_k)
+        return v * a
+
+    def extra_repr(self) -> str:
+        rng = "unset" if not self._state()[0] else ("signed" if self._state()[1] else "unsigned")
+        tau = "none" if self.tau is None else f"{self.num_channels}@dim{self.channel_dim}"
+        return f"bits={self.bits}, range={rng}, tau={tau}, rounding={self.rounding}"
+
+
+# --------------------------------------------------------------------------------------------- weights
+class _WeightQuantizerBase(nn.Module):
+    """Per-tensor step ``a`` (init ``2 mean(|W|) / sqrt(Qp)``, Qp = 2^(b-1)-1) with the LSQ gradient scale.
+
+    Integer levels lie in ``[lo, hi]``; ``integer_weight(W)`` returns ``(levels, step)`` with
+    ``forward(W) == step * levels`` exactly.
+    """
+
+    def __init__(self, bits: int, weight: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.bits = _check_bits(bits)
+        self.qp = 2 ** (bits - 1) - 1
+        self.step = nn.Parameter(torch.tensor(1.0))
+        if weight is not None:
+            self.init_from(weight)
+
+    @torch.no_grad()
+    def init_from(self, weight: torch.Tensor) -> None:
+        """(Re)initialise the step from a weight tensor: ``a = 2 mean(|W|) / sqrt(2^(b-1) - 1)``."""
+        self.step.copy_((2.0 * weight.detach().abs().mean() / math.sqrt(self.qp)).clamp_min(1e-8))
+
+    def _scaled_step(self, weight: torch.Tensor) -> torch.Tensor:
+        return grad_scale(self.step, 1.0 / math.sqrt(weight.numel() * self.qp))
+
+    def _levels(self, weight: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        a = self._scaled_step(weight)
+        return a * self._levels(weight, a)
+
+    @torch.no_grad()
+    def integer_weight(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(levels int32 tensor shaped like W, step 0-dim tensor)`` such that ``forward(W) == step * levels``."""
+        step = self.step.detach().clone()
+        return torch.round(self._levels(weight, step)).to(torch.int32), step
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, levels=[{self.level_range[0]}, {self.level_range[1]}]"
+
+
+class RBDWeightQuantizer(_WeightQuantizerBase):
+    """RBD: bit-plane decomposition of the weight with learned redistribution (s_i, beta_i), i = 0..b-1.
+
+    ``t = 2W/a' - 1``; for i = b-1 .. 0: ``r_i = t - sum_{j>i} c_j s_j 2^j``, ``c_i = sign(s_i r_i - beta_i)``
+    (0 -> +1, clip-STE backward); ``q = sum_i c_i 2^i``; ``Wq = a' (q + 1) / 2``.
+
+    Reading of the identity (METHOD.md's formula is used literally; no offset is needed): with s = 1, beta = 0
+    the loop is greedy signed-binary coding of t. After fixing bits b-1..i+1, the remaining sum
+    ``sum_{j<=i} c_j 2^j`` ranges over the odd integers in ``[-(2^(i+1)-1), 2^(i+1)-1]``, which splits into the
+    halves ``c_i = -1`` / ``c_i = +1`` whose boundary is exactly 0, so ``sign(r_i)`` picks the half holding the
+    nearest odd integer, and by induction q is the odd integer nearest to t, clipped to ``+-(2^b - 1)``. Since
+    ``t - q = 2 (W/a - (q+1)/2)``, the nearest odd q to t is ``2 round(W/a) - 1``, hence
+    ``Wq = a * clip(round(W/a), -(2^(b-1)-1), 2^(b-1))``. Only at exact ties (W/a = k + 1/2, measure zero)
+    do they differ: sign(0) = +1 rounds half up, torch.round rounds half to even.
+    s and beta move the decision thresholds only; q stays an odd integer in that range, so
+    ``Wq`` keeps at most 2^b distinct values. The integer level ``(q+1)/2`` lies in ``[-(2^(b-1)-1), 2^(b-1)]``
+    (2^b values): an int8 container holds it as is for b <= 7; signed b-bit storage (and b = 8 in int8) needs
+    the offset ``level - 1`` in ``[-2^(b-1), 2^(b-1)-1]``, i.e. a zero point of -1.
+    """
+
+    def __init__(self, bits: int, weight: torch.Tensor | None = None) -> None:
+        super().__init__(bits, weight)
+        self.s = nn.Parameter(torch.ones(bits))
+        self.beta = nn.Parameter(torch.zeros(bits))
+
+    @property
+    def level_range(self) -> tuple[int, int]:
+        return -self.qp, self.qp + 1
+
+    def code(self, weight: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """The odd integer code q (as float, differentiable through the clip-STE signs)."""
+        t = 2.0 * weight / a - 1.0
+        acc = torch.zeros_like(t)  # sum_{j>i} c_j s_j 2^j
+        q = torch.zeros_like(t)
+        for i in reversed(range(self.bits)):
+            c = sign_clip_ste(self.s[i] * (t - acc) - self.beta[i])
+            p = float(2**i)
+            acc = acc + c * (self.s[i] * p)
+            q = q + c * p
+        return q
+
+    def _levels(self, weight: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return (self.code(weight, a) + 1.0) * 0.5
+
+
+class LSQWeightQuantizer(_WeightQuantizerBase):
+    """Plain LSQ weight quantizer (ablation): ``Wq = a' * round(clip(W/a', lo, hi))``, STE rounding.
+
+    ``symmetric=False`` (``"lsq"``): RBD's level set ``[-(2^(b-1)-1), 2^(b-1)]``. ``symmetric=True``
+    (``"lsq_sym"``): ``[-(2^(b-1)-1), 2^(b-1)-1]``, which stores as signed b-bit with zero point 0 (what
+    XNNPACK's symmetric per-tensor/per-channel int8 weights need), used for int8 head/tail layers.
+    """
+
+    def __init__(self, bits: int, weight: torch.Tensor | None = None, symmetric: bool = False) -> None:
+        super().__init__(bits, weight)
+        self.symmetric = symmetric
+
+    @property
+    def level_range(self) -> tuple[int, int]:
+        return -self.qp, self.qp if self.symmetric else self.qp + 1
+
+    def _levels(self, weight: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        lo, hi = self.level_range
+        return round_ste(torch.clamp(weight / a, lo, hi))
+
+
+def make_weight_quantizer(kind: str, bits: int, weight: torch.Tensor | None = None) -> _WeightQuantizerBase:
+    """``"rbd"`` | ``"lsq"`` (same levels as RBD) | ``"lsq_sym"`` (symmetric levels)."""
+    if kind == "rbd":
+        return RBDWeightQuantizer(bits, weight)
+    if kind in ("lsq", "lsq_sym"):
+        return LSQWeightQuantizer(bits, weight, symmetric=kind == "lsq_sym")
+    raise ValueError(f"weight_quantizer must be one of {WEIGHT_QUANTIZERS}, got {kind!r}")
