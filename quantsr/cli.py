@@ -113,6 +113,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quantize(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from quantsr.pretrained import find_checkpoint, load_model
+    from quantsr.qat import PRESETS, QATConfig, quantize_checkpoint
+
+    settings = dict(PRESETS[args.preset]) if args.preset else {}
+    for f in dataclasses.fields(QATConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            settings[f.name] = value
+    qat = QATConfig(**settings)
+    model_kwargs = _parse_kwargs(args.model_kw)
+    teacher = load_model(args.model, args.scale, args.weights, model_kwargs)
+    source = str(args.weights or find_checkpoint(args.model, args.scale))
+    card = quantize_checkpoint(teacher, args.model, args.scale, qat, args.out, model_kwargs=model_kwargs,
+                               teacher_source=source, resume=args.resume, progress=not args.no_progress)
+    print(f"{args.model} x{args.scale} W{qat.w_bits}A{qat.a_bits}, {card['iterations']} iterations")
+    print(f"{'set':<10} {'PSNR':>8} {'SSIM':>8} {'FP PSNR':>8} {'drop':>7}")
+    for r in card["results"]:
+        print(f"{r['set']:<10} {r['psnr']:>8.3f} {r['ssim']:>8.4f} {r['fp_psnr']:>8.3f} {r['drop_db']:>7.3f}")
+    print(f"wrote {args.out}/model.pt and {args.out}/model_card.json")
+    return 0
+
+
 def _parse_size(text: str) -> tuple[int, int, int]:
     parts = text.lower().split("x")
     if len(parts) != 3 or not all(p.isdigit() for p in parts):
@@ -150,6 +175,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list registered architectures")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("quantize", help="QuantSR+ quantization-aware training from an FP checkpoint")
+    _add_model_args(p, "FP teacher checkpoint (default: the known public one)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, model.pt, model_card.json)")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--preset", choices=["paper", "cpu-2h"], help="paper: 500k iterations, batch 128 (GPUs)")
+    p.add_argument("--w-bits", dest="w_bits", type=int)
+    p.add_argument("--a-bits", dest="a_bits", type=int)
+    p.add_argument("--weight-quantizer", dest="weight_quantizer", choices=["rbd", "lsq"])
+    p.add_argument("--rounding", choices=["ste", "soft"])
+    p.add_argument("--rest-int8", dest="rest_int8", action="store_const", const=True,
+                   help="head/tail/upsampler int8 instead of FP32")
+    p.add_argument("--no-distill", dest="distill", action="store_const", const=False, help="L1 only, no SFD")
+    p.add_argument("--qsa-keep", dest="qsa_keep", type=int, help="QSA: slim the body to this many blocks")
+    p.add_argument("--iterations", type=int)
+    p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--lr-patch", dest="lr_patch", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--milestones", type=int, nargs="*")
+    p.add_argument("--val-every", dest="val_every", type=int)
+    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
+    p.add_argument("--train-dirs", dest="train_dirs", nargs="+")
+    p.add_argument("--bf16", action="store_const", const=True)
+    p.add_argument("--channels-last", dest="channels_last", action="store_const", const=True)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("profile", help="MACs, BitOPs, OPs and storage per layer, and the reduction vs FP32")
     p.add_argument("--model", required=True)

@@ -117,6 +117,10 @@ def load_model(model: str | None, scale: int, weights: str | Path | None = None,
             if meta.get("scale") not in (None, scale):
                 raise ValueError(f"{weights} is a x{meta['scale']} model; use --scale {meta['scale']}")
             kwargs = {**meta.get("model_kwargs", {}), **kwargs}
+            if "qat" in meta:  # a low-bit checkpoint from `quantsr quantize`: rebuild its quantized layers
+                from quantsr.qat import load_quantized
+
+                return load_quantized({**meta, "model_kwargs": kwargs}, read_state_dict(weights))
     if model is None:
         raise ValueError("name the architecture with --model (see `quantsr models`)")
     net = create_model(model, scale=scale, **kwargs)

@@ -106,6 +106,15 @@ def shifted_window_mask(h: int, w: int, ws: int, shift: int, like: torch.Tensor)
 
 
 class WindowAttention(nn.Module):
+    """Window multi-head self-attention with a relative position bias.
+
+    ``q_act``, ``k_act``, ``v_act`` (each (B'*heads, N, d), q already scaled by 1/sqrt(d)) and ``attn_act`` (the
+    softmax output, (B'*heads, N, N)) are applied to the operands of the two matmuls; they are ``nn.Identity``
+    here and become activation quantizers under :func:`quantsr.quant.quantize_`.
+    """
+
+    ACT_HOOKS = ("q_act", "k_act", "v_act", "attn_act")
+
     def __init__(self, dim: int, window_size: int, num_heads: int) -> None:
         super().__init__()
         if dim % num_heads:
@@ -119,6 +128,12 @@ class WindowAttention(nn.Module):
         self.register_buffer("relative_position_index", relative_position_index(window_size))
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
+        # Hooks at the matmul inputs, identities in FP: quantsr.quant.quantize_ puts activation quantizers here
+        # (q after the 1/sqrt(d) scale, k, v, and the softmax output). No parameters, so the state dict is unchanged.
+        self.q_act = nn.Identity()
+        self.k_act = nn.Identity()
+        self.v_act = nn.Identity()
+        self.attn_act = nn.Identity()
 
     def _heads(self, t: torch.Tensor) -> torch.Tensor:
         # (B', N, C) -> (B'*heads, N, d): 3-D operands keep the matmuls on bmm, which XNNPACK delegates.
@@ -130,9 +145,9 @@ class WindowAttention(nn.Module):
         """x: (B*nW, N, C); mask: (nW, N, N) additive or None."""
         bw, n, c = x.shape
         qkv = self.qkv(x)
-        q = self._heads(qkv[..., :c]) * self.scale
-        k = self._heads(qkv[..., c : 2 * c])
-        v = self._heads(qkv[..., 2 * c :])
+        q = self.q_act(self._heads(qkv[..., :c]) * self.scale)
+        k = self.k_act(self._heads(qkv[..., c : 2 * c]))
+        v = self.v_act(self._heads(qkv[..., 2 * c :]))
         attn = torch.bmm(q, k.transpose(1, 2)).reshape(bw, self.num_heads, n, n)
         bias = self.relative_position_bias_table[self.relative_position_index.reshape(-1)]
         bias = bias.reshape(n, n, self.num_heads).permute(2, 0, 1)  # heads, N, N
@@ -141,7 +156,7 @@ class WindowAttention(nn.Module):
         else:
             nw = mask.shape[0]
             attn = attn.reshape(-1, nw, self.num_heads, n, n) + (bias[None] + mask[:, None])[None]
-        attn = torch.softmax(attn.reshape(bw * self.num_heads, n, n), dim=-1)
+        attn = self.attn_act(torch.softmax(attn.reshape(bw * self.num_heads, n, n), dim=-1))
         out = torch.bmm(attn, v).reshape(bw, self.num_heads, n, c // self.num_heads)
         return self.proj(out.permute(0, 2, 1, 3).reshape(bw, n, c))
 

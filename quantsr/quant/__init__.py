@@ -9,11 +9,12 @@ from quantsr.quant.api import (
     quantize_,
     quantized_layers,
 )
-from quantsr.quant.layers import QConv2d, QLinear, QWindowAttention
+from quantsr.quant.layers import QConv2d, QLinear, is_quantized_attention, quantize_attention_
 from quantsr.quant.quantizers import (
     ActQuantizer,
     LSQWeightQuantizer,
     RBDWeightQuantizer,
+    disabled,
     round_soft,
     round_ste,
     sign_clip_ste,
@@ -26,13 +27,15 @@ __all__ = [
     "MixedConfig",
     "QConv2d",
     "QLinear",
-    "QWindowAttention",
     "QuantSRConfig",
     "RBDWeightQuantizer",
     "W8A8Config",
     "calibrate_",
+    "disabled",
     "is_body_layer",
+    "is_quantized_attention",
     "quantize_",
+    "quantize_attention_",
     "quantized_layers",
     "round_soft",
     "round_ste",

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from quantsr.models.swinir import WindowAttention
-from quantsr.quant.layers import QUANT_LAYERS, QConv2d, QLinear, QWindowAttention
+from quantsr.quant.layers import QUANT_LAYERS, QConv2d, QLinear, is_quantized_attention, quantize_attention_
 from quantsr.quant.quantizers import ROUNDINGS, WEIGHT_QUANTIZERS, ActQuantizer, _check_bits
 
 __all__ = [
@@ -142,9 +142,10 @@ def quantize_(model: nn.Module, config: Config, filter_fn: FilterFn | None = Non
     :class:`QConv2d`/:class:`QLinear` built by ``from_float`` with ``config.layer_config(module, fqn)``.
 
     ``filter_fn`` defaults to ``config.default_filter`` (QuantSRConfig: the body only; W8A8/Mixed: all layers).
-    With ``config.quantize_attention``, each SwinIR ``WindowAttention`` whose ``qkv`` passes the filter becomes
-    a :class:`QWindowAttention` (q, k, v, softmax output quantized at that layer's ``a_bits``). Layers already
-    quantized are left alone. Returns ``model`` (or the replacement, if ``model`` itself is a conv/linear).
+    With ``config.quantize_attention``, each SwinIR ``WindowAttention`` whose ``qkv`` passes the filter gets
+    :class:`ActQuantizer` s in its ``q_act``/``k_act``/``v_act``/``attn_act`` hooks (q, k, v, softmax output at
+    that layer's ``a_bits``; see :func:`quantize_attention_`). Layers and attentions already quantized are left
+    alone. Returns ``model`` (or the replacement, if ``model`` itself is a conv/linear).
     """
     filter_fn = filter_fn or config.default_filter
 
@@ -152,17 +153,13 @@ def quantize_(model: nn.Module, config: Config, filter_fn: FilterFn | None = Non
         attns = [
             (fqn, m)
             for fqn, m in model.named_modules()
-            if isinstance(m, WindowAttention) and not isinstance(m, QWindowAttention)
+            if isinstance(m, WindowAttention) and not is_quantized_attention(m)
         ]
         for fqn, attn in attns:
             qkv_name = f"{fqn}.qkv" if fqn else "qkv"
             if isinstance(attn.qkv, nn.Linear) and filter_fn(attn.qkv, qkv_name):
                 spec = config.layer_config(attn.qkv, qkv_name)
-                new = QWindowAttention.from_float(attn, spec.a_bits, spec.rounding)
-                if not fqn:
-                    model = new
-                else:
-                    _set_submodule(model, fqn, new)
+                quantize_attention_(attn, spec.a_bits, spec.rounding)
 
     layers = [
         (fqn, m)

@@ -1,5 +1,6 @@
 """Quantized layers: ``QConv2d`` / ``QLinear`` (activation-quantized input x quantized weight, FP bias) and
-``QWindowAttention`` (SwinIR window attention with q, k, v and the softmax output activation-quantized).
+:func:`quantize_attention_` (SwinIR window attention with q, k, v and the softmax output activation-quantized,
+through ``WindowAttention``'s ``q_act``/``k_act``/``v_act``/``attn_act`` hooks).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from quantsr.quant.quantizers import ActQuantizer, make_weight_quantizer
 if TYPE_CHECKING:  # pragma: no cover
     from quantsr.quant.api import QuantSRConfig
 
-__all__ = ["QUANT_LAYERS", "QConv2d", "QLinear", "QWindowAttention"]
+__all__ = ["QUANT_LAYERS", "QConv2d", "QLinear", "is_quantized_attention", "quantize_attention_"]
 
 
 class _QuantMixin:
@@ -148,54 +149,30 @@ def _copy_params(src: nn.Module, dst: _QuantMixin) -> None:
 QUANT_LAYERS = (QConv2d, QLinear)
 
 
-class QWindowAttention(WindowAttention):
-    """SwinIR window attention with activation quantizers at the matmul inputs (METHOD.md, SwinIR-S):
-    ``q_quant``/``k_quant`` before QK^T, ``attn_quant`` (softmax output) and ``v_quant`` before AV.
+def quantize_attention_(attn: WindowAttention, a_bits: int, rounding: str = "ste") -> WindowAttention:
+    """Put activation quantizers at a SwinIR :class:`WindowAttention`'s matmul inputs, in place (METHOD.md,
+    SwinIR-S): ``q_act``/``k_act`` before QK^T, ``attn_act`` (softmax output) and ``v_act`` before AV.
 
     q, k, v (B*heads, N, d) get a per-head-dim tau on the last dim (shared by the heads); q is quantized after
     the 1/sqrt(d) scaling, i.e. exactly as it enters the matmul. The softmax output gets no tau (its rows are
-    probabilities; a shift would only add a constant times sum(v)), so it is decided unsigned at init.
-    The forward mirrors ``WindowAttention.forward`` (``quantsr/models/swinir.py`` offers no hook for the matmul
-    inputs); tests check that with identity quantizers both agree, so a change there shows up.
+    probabilities; a shift would only add a constant times sum(v)), so it is decided unsigned at init. The new
+    quantizers follow ``attn``'s device, dtype and train/eval mode. Returns ``attn``.
     """
+    d = attn.dim // attn.num_heads
+    ref = attn.relative_position_bias_table
+    quantizers = {
+        "q_act": ActQuantizer(a_bits, d, channel_dim=-1, rounding=rounding),
+        "k_act": ActQuantizer(a_bits, d, channel_dim=-1, rounding=rounding),
+        "v_act": ActQuantizer(a_bits, d, channel_dim=-1, rounding=rounding),
+        "attn_act": ActQuantizer(a_bits, 1, channel_dim=-1, rounding=rounding, redistribute=False),
+    }
+    for name, q in quantizers.items():
+        setattr(attn, name, q.to(device=ref.device, dtype=ref.dtype).train(attn.training))
+    return attn
 
-    def __init__(self, dim: int, window_size: int, num_heads: int, a_bits: int = 4, rounding: str = "ste") -> None:
-        super().__init__(dim, window_size, num_heads)
-        d = dim // num_heads
-        self.a_bits = a_bits
-        self.q_quant = ActQuantizer(a_bits, d, channel_dim=-1, rounding=rounding)
-        self.k_quant = ActQuantizer(a_bits, d, channel_dim=-1, rounding=rounding)
-        self.v_quant = ActQuantizer(a_bits, d, channel_dim=-1, rounding=rounding)
-        self.attn_quant = ActQuantizer(a_bits, 1, channel_dim=-1, rounding=rounding, redistribute=False)
 
-    @classmethod
-    def from_float(cls, attn: WindowAttention, a_bits: int, rounding: str = "ste") -> QWindowAttention:
-        """Wrap ``attn``: its qkv/proj modules and bias table are reused (not copied)."""
-        new = cls(attn.dim, attn.window_size, attn.num_heads, a_bits=a_bits, rounding=rounding)
-        new.qkv = attn.qkv
-        new.proj = attn.proj
-        new.relative_position_bias_table = attn.relative_position_bias_table
-        new.relative_position_index = attn.relative_position_index
-        ref = attn.relative_position_bias_table
-        for m in (new.q_quant, new.k_quant, new.v_quant, new.attn_quant):
-            m.to(device=ref.device, dtype=ref.dtype)
-        new.train(attn.training)
-        return new
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        bw, n, c = x.shape
-        qkv = self.qkv(x)
-        q = self.q_quant(self._heads(qkv[..., :c]) * self.scale)
-        k = self.k_quant(self._heads(qkv[..., c : 2 * c]))
-        v = self.v_quant(self._heads(qkv[..., 2 * c :]))
-        attn = torch.bmm(q, k.transpose(1, 2)).reshape(bw, self.num_heads, n, n)
-        bias = self.relative_position_bias_table[self.relative_position_index.reshape(-1)]
-        bias = bias.reshape(n, n, self.num_heads).permute(2, 0, 1)
-        if mask is None:
-            attn = attn + bias
-        else:
-            nw = mask.shape[0]
-            attn = attn.reshape(-1, nw, self.num_heads, n, n) + (bias[None] + mask[:, None])[None]
-        attn = self.attn_quant(torch.softmax(attn.reshape(bw * self.num_heads, n, n), dim=-1))
-        out = torch.bmm(attn, v).reshape(bw, self.num_heads, n, c // self.num_heads)
-        return self.proj(out.permute(0, 2, 1, 3).reshape(bw, n, c))
+def is_quantized_attention(attn: nn.Module) -> bool:
+    """True when ``attn`` is a :class:`WindowAttention` whose matmul inputs already carry activation quantizers."""
+    return isinstance(attn, WindowAttention) and any(
+        isinstance(getattr(attn, name, None), ActQuantizer) for name in WindowAttention.ACT_HOOKS
+    )

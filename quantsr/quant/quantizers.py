@@ -9,6 +9,8 @@ reproduces the fake-quantized weights bit for bit at export.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -17,6 +19,7 @@ __all__ = [
     "ROUNDINGS",
     "WEIGHT_QUANTIZERS",
     "ActQuantizer",
+    "disabled",
     "LSQWeightQuantizer",
     "RBDWeightQuantizer",
     "grad_scale",
@@ -118,7 +121,10 @@ class ActQuantizer(nn.Module):
       ``min(x~) < -1e-5``, else unsigned ``[0, 2^b-1]``; ``a`` is then set to ``2 mean(|x~|) / sqrt(Qp)``.
       Both are stored in buffers (``signed``, ``initialized``), so checkpoints keep them.
     * Calling an uninitialised quantizer in eval mode raises ``RuntimeError`` (we do not silently calibrate on
-      an evaluation batch): train for one step, call :func:`quantsr.quant.calibrate_`, or load a checkpoint.
+      an evaluation batch): train for one step, call :func:`quantsr.quant.calibrate_`, :meth:`set_range`, or load
+      a checkpoint.
+    * ``enabled`` (Python attribute, default True, not saved): when False, forward returns its input unchanged
+      (no shift, no rounding, no initialisation); see :func:`disabled` for a full-precision pass of a model.
     * Rounding gradient: ``"ste"`` (default) or ``"soft"`` (QuantSR's tanh surrogate, ``soft_k`` = k).
       Out-of-range values get zero gradient w.r.t. x and pass ``Qn``/``Qp`` to a (LSQ).
     """
@@ -148,6 +154,7 @@ class ActQuantizer(nn.Module):
         self.register_buffer("initialized", torch.tensor(False))
         self.register_buffer("signed", torch.tensor(False))
         self._flags: tuple[bool, bool] | None = None  # python mirror of (initialized, signed): no device sync
+        self.enabled = True
 
     # -- state -------------------------------------------------------------------------------------------
     def _state(self) -> tuple[bool, bool]:
@@ -164,6 +171,16 @@ class ActQuantizer(nn.Module):
         self.initialized.fill_(False)
         self.signed.fill_(False)
         self._flags = None
+
+    @torch.no_grad()
+    def set_range(self, step: float | torch.Tensor, signed: bool) -> None:
+        """Decide the range and step from outside (e.g. PTQ calibration): signed ``[-2^(b-1), 2^(b-1)-1]`` or
+        unsigned ``[0, 2^b-1]`` levels, step ``a = step``; marks the quantizer initialised. ``tau`` is left as is."""
+        signed = bool(signed)
+        self.step.copy_(torch.as_tensor(step, dtype=self.step.dtype, device=self.step.device).reshape(()))
+        self.signed.fill_(signed)
+        self.initialized.fill_(True)
+        self._flags = (True, signed)
 
     @property
     def is_initialized(self) -> bool:
@@ -192,6 +209,8 @@ class ActQuantizer(nn.Module):
         self.step.copy_((2.0 * xs.abs().mean() / math.sqrt(qp)).clamp_min(1e-8))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return x
         xs = self._shift(x)
         if not self._state()[0]:
             if not self.training:
@@ -210,7 +229,8 @@ class ActQuantizer(nn.Module):
     def extra_repr(self) -> str:
         rng = "unset" if not self._state()[0] else ("signed" if self._state()[1] else "unsigned")
         tau = "none" if self.tau is None else f"{self.num_channels}@dim{self.channel_dim}"
-        return f"bits={self.bits}, range={rng}, tau={tau}, rounding={self.rounding}"
+        off = "" if self.enabled else ", enabled=False"
+        return f"bits={self.bits}, range={rng}, tau={tau}, rounding={self.rounding}{off}"
 
 
 # --------------------------------------------------------------------------------------------- weights
@@ -218,7 +238,8 @@ class _WeightQuantizerBase(nn.Module):
     """Per-tensor step ``a`` (init ``2 mean(|W|) / sqrt(Qp)``, Qp = 2^(b-1)-1) with the LSQ gradient scale.
 
     Integer levels lie in ``[lo, hi]``; ``integer_weight(W)`` returns ``(levels, step)`` with
-    ``forward(W) == step * levels`` exactly.
+    ``forward(W) == step * levels`` exactly. ``enabled = False`` (Python attribute, not saved) makes forward
+    return ``W`` unchanged; ``integer_weight`` is unaffected.
     """
 
     def __init__(self, bits: int, weight: torch.Tensor | None = None) -> None:
@@ -226,6 +247,7 @@ class _WeightQuantizerBase(nn.Module):
         self.bits = _check_bits(bits)
         self.qp = 2 ** (bits - 1) - 1
         self.step = nn.Parameter(torch.tensor(1.0))
+        self.enabled = True
         if weight is not None:
             self.init_from(weight)
 
@@ -234,6 +256,11 @@ class _WeightQuantizerBase(nn.Module):
         """(Re)initialise the step from a weight tensor: ``a = 2 mean(|W|) / sqrt(2^(b-1) - 1)``."""
         self.step.copy_((2.0 * weight.detach().abs().mean() / math.sqrt(self.qp)).clamp_min(1e-8))
 
+    @torch.no_grad()
+    def set_step(self, step: float | torch.Tensor) -> None:
+        """Set the step ``a`` directly (e.g. from PTQ calibration)."""
+        self.step.copy_(torch.as_tensor(step, dtype=self.step.dtype, device=self.step.device).reshape(()))
+
     def _scaled_step(self, weight: torch.Tensor) -> torch.Tensor:
         return grad_scale(self.step, 1.0 / math.sqrt(weight.numel() * self.qp))
 
@@ -241,6 +268,8 @@ class _WeightQuantizerBase(nn.Module):
         raise NotImplementedError
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return weight
         a = self._scaled_step(weight)
         return a * self._levels(weight, a)
 
@@ -251,7 +280,8 @@ class _WeightQuantizerBase(nn.Module):
         return torch.round(self._levels(weight, step)).to(torch.int32), step
 
     def extra_repr(self) -> str:
-        return f"bits={self.bits}, levels=[{self.level_range[0]}, {self.level_range[1]}]"
+        off = "" if self.enabled else ", enabled=False"
+        return f"bits={self.bits}, levels=[{self.level_range[0]}, {self.level_range[1]}]{off}"
 
 
 class RBDWeightQuantizer(_WeightQuantizerBase):
@@ -327,3 +357,23 @@ def make_weight_quantizer(kind: str, bits: int, weight: torch.Tensor | None = No
     if kind in ("lsq", "lsq_sym"):
         return LSQWeightQuantizer(bits, weight, symmetric=kind == "lsq_sym")
     raise ValueError(f"weight_quantizer must be one of {WEIGHT_QUANTIZERS}, got {kind!r}")
+
+
+# --------------------------------------------------------------------------------------------- bypass
+QUANTIZERS = (ActQuantizer, _WeightQuantizerBase)
+
+
+@contextmanager
+def disabled(model: nn.Module) -> Iterator[nn.Module]:
+    """Full-precision pass: inside the block every activation and weight quantizer in ``model`` has
+    ``enabled = False`` (identity forward); each one's previous ``enabled`` is restored on exit, even on error.
+    Forward hooks on the quantizers still run (they see the un-quantized inputs). Yields ``model``."""
+    qs = [m for m in model.modules() if isinstance(m, QUANTIZERS)]
+    prev = [q.enabled for q in qs]
+    try:
+        for q in qs:
+            q.enabled = False
+        yield model
+    finally:
+        for q, e in zip(qs, prev):
+            q.enabled = e

@@ -1,0 +1,46 @@
+import json
+
+import pytest
+import torch
+
+from quantsr import create_model, evaluate
+from quantsr.checkpoint import save_atomic
+from quantsr.cli import main
+from quantsr.pretrained import load_model
+from quantsr.qat import QATConfig, quantize_checkpoint
+from quantsr.quant import quantized_layers
+
+
+@pytest.mark.parametrize("qsa_keep", [None, 1])
+def test_quantize_checkpoint_end_to_end(rgb_folder, tmp_path, qsa_keep):
+    torch.manual_seed(0)
+    teacher = create_model("edsr", scale=2, num_feat=8, num_block=2)
+    qat = QATConfig(w_bits=2, a_bits=2, iterations=4, batch_size=2, lr_patch=8, val_every=2, checkpoint_every=2,
+                    qsa_keep=qsa_keep, train_dirs=[str(rgb_folder)], val_sets=[str(rgb_folder)])
+    out = tmp_path / "run"
+    card = quantize_checkpoint(teacher, "edsr", 2, qat, out, model_kwargs={"num_feat": 8, "num_block": 2},
+                               progress=False, eval_sets=(str(rgb_folder),))
+    assert card["iterations"] == 4 and card["bits"]["weights"] == 2
+    assert json.loads((out / "model_card.json").read_text())["results"] == card["results"]
+    # The saved low-bit model reloads through the same path `quantsr eval --weights` uses, and scores the same.
+    model = load_model(None, 2, out / "model.pt")
+    assert set(quantized_layers(model).values()) == {(2, 2)}
+    again = evaluate(model, [str(rgb_folder)], 2, progress=False)
+    assert again.sets[0].psnr == pytest.approx(card["results"][0]["psnr"], abs=1e-3)
+    if qsa_keep is not None:
+        assert len(card["qsa"]["events"]) == 1  # 2 blocks slimmed to 1
+
+
+def test_quantize_cli_resumes_and_refuses_to_overwrite(rgb_folder, tmp_path):
+    torch.manual_seed(0)
+    teacher = create_model("edsr", scale=2, num_feat=8, num_block=1)
+    fp = tmp_path / "fp.pt"
+    save_atomic({"model": teacher.state_dict(),
+                 "metadata": {"model": "edsr", "scale": 2, "model_kwargs": {"num_feat": 8, "num_block": 1}}}, fp)
+    args = ["quantize", "--weights", str(fp), "--scale", "2", "--out", str(tmp_path / "q"), "--w-bits", "4",
+            "--a-bits", "4", "--iterations", "2", "--batch-size", "2", "--lr-patch", "8", "--val-every", "1",
+            "--train-dirs", str(rgb_folder), "--no-progress"]
+    # Final evaluation uses the benchmark sets from ../shared (Set5/Set14/B100 on a 1-block net: seconds).
+    assert main(args) == 0
+    assert main(args) == 2
+    assert main(args + ["--resume"]) == 0
