@@ -26,14 +26,16 @@ by a ``TorchFunctionMode`` that intercepts ``torch.bmm``, ``torch.mm``, ``torch.
 (``@``) and their method forms, and attributed to the innermost running module (``<fqn>.matmul``, one row per owner,
 MACs = ``out.numel() * K``). Products computed *inside* a counted layer (e.g. a linear written with ``@``) are not
 counted twice. Operand bits: ``bits_fn("<owner fqn>.matmul", owner)``, else the owner's ``matmul_bits`` attribute
-(``int`` or ``(b1, b2)``), else, when the owner has direct ``*_quantizer`` / ``*_quant`` children with a ``bits``
-attribute (``quantsr.quant.QWindowAttention``'s q/k/v/softmax quantizers), the largest of those bits for both
-operands; else FP. ``torch.einsum`` and
+(``int`` or ``(b1, b2)``), else, when the owner has direct children that are activation quantizers with a ``bits``
+attribute (any ``quantsr.quant.ActQuantizer``, e.g. SwinIR attention's ``q_act``/``k_act``/``v_act``/``attn_act``
+after ``quantize_``, or any child named ``*_quantizer`` / ``*_quant``), the largest of those bits (disabled ones
+excepted) for both operands; else FP. ``torch.einsum`` and
 ``F.scaled_dot_product_attention`` are not intercepted.
 """
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -158,6 +160,12 @@ def _module_bits(fqn: str, m: nn.Module, bits_fn: BitsFn | None) -> tuple[int, i
     return _quantizer_bits(getattr(m, "weight_quantizer", None)), _quantizer_bits(getattr(m, "act_quantizer", None))
 
 
+def _is_act_quantizer(m: nn.Module) -> bool:
+    # Without importing quantsr.quant: if its quantizers module was never loaded, no ActQuantizer can exist.
+    act_cls = getattr(sys.modules.get("quantsr.quant.quantizers"), "ActQuantizer", None)
+    return act_cls is not None and isinstance(m, act_cls)
+
+
 def _matmul_bits(fqn: str, owner: nn.Module, bits_fn: BitsFn | None) -> tuple[int, int]:
     if bits_fn is not None and (bits := bits_fn(fqn, owner)) is not None:
         return int(bits[0]), int(bits[1])
@@ -167,7 +175,7 @@ def _matmul_bits(fqn: str, owner: nn.Module, bits_fn: BitsFn | None) -> tuple[in
     found = [
         _quantizer_bits(q)
         for n, q in owner.named_children()
-        if n.endswith(("_quantizer", "_quant")) and hasattr(q, "bits")
+        if hasattr(q, "bits") and (_is_act_quantizer(q) or n.endswith(("_quantizer", "_quant")))
     ]
     found = [b for b in found if b < FP_BITS]
     return (max(found), max(found)) if found else (FP_BITS, FP_BITS)

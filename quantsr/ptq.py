@@ -34,7 +34,13 @@ import torch
 from torch import nn
 
 from quantsr.data import PatchDataset
-from quantsr.quant import ActQuantizer, RBDWeightQuantizer, calibrate_, quantize_
+from quantsr.quant import (
+    ActQuantizer,
+    RBDWeightQuantizer,
+    calibrate_,
+    disabled,
+    quantize_,
+)
 from quantsr.quant.layers import QUANT_LAYERS
 
 __all__ = ["PTQ_METHODS", "calibration_batches", "ptq_", "weight_quant_error"]
@@ -94,26 +100,19 @@ class _Observer:
         return min(max(lo + width * (idx + min(max(frac, 0.0), 1.0)), lo), hi)
 
 
-def _identity(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-    return x
-
-
 @contextmanager
 def _fp_observed(model: nn.Module, record: Callable[[ActQuantizer, torch.Tensor], None]):
-    """Bypass every quantizer (full-precision forward) and call ``record(quantizer, x~)`` on each ActQuantizer's
-    input through forward pre-hooks; everything is restored on exit."""
+    """Bypass every quantizer (full-precision forward, :func:`quantsr.quant.disabled`) and call
+    ``record(quantizer, x~)`` on each ActQuantizer's input through forward pre-hooks; everything is restored on
+    exit."""
     acts = [m for m in model.modules() if isinstance(m, ActQuantizer)]
-    wqs = [m.weight_quantizer for m in model.modules() if isinstance(m, QUANT_LAYERS)]
     handles = [m.register_forward_pre_hook(lambda mod, inp: record(mod, mod._shift(inp[0]).detach())) for m in acts]
-    for m in (*acts, *wqs):
-        m.forward = _identity
     try:
-        yield
+        with disabled(model):
+            yield
     finally:
         for h in handles:
             h.remove()
-        for m in (*acts, *wqs):
-            del m.forward
 
 
 # --------------------------------------------------------------------------------------------- step choices
@@ -167,7 +166,7 @@ def _set_weight_step(layer: nn.Module, method: str, percentile: float, grid: int
     step = max(w_max, 1e-8) / hi
     if method == "mse":
         step = _mse_step(w, step, lo, hi, grid)
-    wq.step.fill_(step)
+    wq.set_step(step)
 
 
 @torch.no_grad()
@@ -181,11 +180,7 @@ def _set_act(q: ActQuantizer, obs: _Observer, method: str, percentile: float, gr
     step = _act_step(lo, hi, qn, qp)
     if method == "mse":
         step = _mse_step(obs.centers(), step, qn, qp, grid, weights=obs.hist)
-    # ActQuantizer has no public setter for a decided range; fill its buffers and drop its cached flags.
-    q.signed.fill_(signed)
-    q.initialized.fill_(True)
-    q._flags = None
-    q.step.fill_(step)
+    q.set_range(step, signed)
 
 
 # --------------------------------------------------------------------------------------------- entry point

@@ -150,3 +150,21 @@ def test_shared_module_counts_macs_per_call_and_params_once():
     (row,) = r.layers
     assert (row.name, row.calls, row.macs, row.params) == ("0", 2, 2 * 18 * 2, 6)
     assert row.bitops == row.macs * 32 and row.storage_bits == 4 * 4 + 2 * 32
+
+
+def test_quantized_swinir_attention_matmuls_at_activation_bits():
+    from quantsr.quant import QuantSRConfig, calibrate_, disabled, quantize_
+
+    torch.manual_seed(0)
+    model = create_model("swinir_s", scale=2, embed_dim=12, depths=[2], num_heads=[2], window_size=4)
+    fp_rows = {l.name: l for l in profile(model, (3, 8, 8)).layers}
+    quantize_(model, QuantSRConfig(w_bits=2, a_bits=3))
+    calibrate_(model, torch.rand(1, 3, 8, 8))
+    rows = {l.name: l for l in profile(model, (3, 8, 8)).layers}
+    mm = [n for n in rows if n.endswith("attn.matmul")]
+    assert len(mm) == 2 and all(n in fp_rows and fp_rows[n].b_w == 32 for n in mm)
+    for n in mm:  # q @ k^T and attn @ v of each block, at the attention quantizers' 3 bits
+        assert (rows[n].b_w, rows[n].b_a, rows[n].macs, rows[n].bitops) == (3, 3, fp_rows[n].macs, fp_rows[n].macs * 9)
+    assert (rows["layers.0.residual_group.blocks.0.attn.qkv"].b_w, rows["layers.0.conv"].b_a) == (2, 3)
+    with disabled(model):  # bypassed quantizers count as FP
+        assert profile(model, (3, 8, 8)).bitops == 0

@@ -153,8 +153,8 @@ def test_swinir_attention_quantizers_calibrated():
     fp = create_model("swinir_s", scale=2, embed_dim=12, depths=[2], num_heads=[2], window_size=4).eval()
     model = ptq_(fp, QuantSRConfig(4, 4), [torch.rand(1, 3, 8, 8)], "mse", bins=256, grid=20)
     acts = _acts(model)
-    assert any(n.endswith("attn_quant") for n in acts) and all(q.is_initialized for q in acts.values())
-    attn = next(q for n, q in acts.items() if n.endswith("attn_quant"))
+    assert any(n.endswith("attn_act") for n in acts) and all(q.is_initialized for q in acts.values())
+    attn = next(q for n, q in acts.items() if n.endswith("attn_act"))
     assert not bool(attn.signed)  # softmax output
     assert torch.isfinite(model(torch.rand(1, 3, 8, 8))).all()
 

@@ -1,6 +1,7 @@
 """QuantSR+ quantizers and quantize_ (METHOD.md, "RBD" and "Which layers are quantized")."""
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -15,11 +16,13 @@ from quantsr.quant import (
     QConv2d,
     QLinear,
     QuantSRConfig,
-    QWindowAttention,
     RBDWeightQuantizer,
     W8A8Config,
     calibrate_,
+    disabled,
+    is_quantized_attention,
     quantize_,
+    quantize_attention_,
     quantized_layers,
     round_soft,
     round_ste,
@@ -163,6 +166,40 @@ def test_act_uninitialized_eval_raises_and_calibrate():
     model(torch.rand(1, 3, 6, 6))
 
 
+def test_set_range_set_step_and_disabled():
+    act = ActQuantizer(3, 2, channel_dim=-3).eval()
+    act.set_range(0.5, signed=True)
+    assert act.is_initialized and act.initialized.item() and act.signed.item() and act.qrange() == (-4, 3)
+    assert act.step.item() == 0.5
+    x = torch.tensor([-3.0, -0.3, 0.2, 0.8, 9.0]).reshape(1, 1, 1, 5).expand(1, 2, 1, 5)
+    assert act(x)[0, 0, 0].tolist() == [-2.0, -0.5, 0.0, 1.0, 1.5]
+    act.set_range(torch.tensor(0.25), signed=False)  # re-deciding is allowed; the python cache follows
+    assert act.qrange() == (0, 7) and not act.signed.item() and act.step.item() == 0.25
+    fresh = ActQuantizer(3, 2, channel_dim=-3).eval()
+    fresh.load_state_dict(act.state_dict())
+    assert fresh.is_initialized and fresh.qrange() == (0, 7)
+
+    w = torch.tensor([0.2, -0.9, 5.0])
+    wq = LSQWeightQuantizer(2, w)  # levels [-1, 2]
+    wq.set_step(0.5)
+    assert wq.step.item() == 0.5 and wq(w).tolist() == [0.0, -0.5, 1.0]
+
+    layer = QConv2d(2, 2, 1, w_bits=2, a_bits=2).eval()
+    model = nn.Sequential(layer, ActQuantizer(4, 2)).eval()  # the bare ActQuantizer stays uninitialised
+    assert layer.act_quantizer.enabled and layer.weight_quantizer.enabled
+    layer.act_quantizer.enabled = False  # a per-quantizer switch is kept across a disabled() block
+    with disabled(model) as m:
+        assert m is model and not any(q.enabled for q in (layer.act_quantizer, layer.weight_quantizer, model[1]))
+        x = torch.randn(1, 2, 3, 3)
+        torch.testing.assert_close(model(x), nn.functional.conv2d(x, layer.weight, layer.bias))
+    assert not layer.act_quantizer.enabled and layer.weight_quantizer.enabled and model[1].enabled
+    with pytest.raises(KeyError), disabled(model):
+        raise KeyError  # restored on error too
+    assert layer.weight_quantizer.enabled and model[1].enabled
+    with pytest.raises(RuntimeError, match="not initialised"):
+        model(x)
+
+
 def test_tau_broadcasts_per_channel():
     conv_act = ActQuantizer(8, 3, channel_dim=-3).train()
     conv_act(torch.rand(2, 3, 4, 4))
@@ -236,31 +273,50 @@ def test_quantize_swinir_groups_and_attention():
             expected |= {f"{p}.attn.qkv", f"{p}.attn.proj", f"{p}.mlp.fc1", f"{p}.mlp.fc2"}
     assert set(quantized_layers(model)) == expected
     attns = [m for m in model.modules() if isinstance(m, WindowAttention)]
-    assert len(attns) == 4 and all(isinstance(m, QWindowAttention) for m in attns)
-    assert all(m.attn_quant.tau is None and m.q_quant.tau.shape == (6,) for m in attns)
+    assert len(attns) == 4 and all(is_quantized_attention(m) for m in attns)
+    assert all(isinstance(getattr(m, h), ActQuantizer) for m in attns for h in WindowAttention.ACT_HOOKS)
+    assert all(m.attn_act.tau is None and m.q_act.tau.shape == (6,) for m in attns)
     for name in ("conv_first", "conv_after_body", "upsample.0"):
         assert type(model.get_submodule(name)) is nn.Conv2d
     _fwd_bwd(model, torch.rand(1, 3, 8, 8), 2)
     a = attns[1]
-    assert not a.attn_quant.signed.item() and a.q_quant.signed.item()
-    for m in (a.q_quant, a.k_quant, a.v_quant, a.attn_quant):
+    assert not a.attn_act.signed.item() and a.q_act.signed.item()
+    for m in (a.q_act, a.k_act, a.v_act, a.attn_act):
         assert _finite_nonzero(m.step.grad)
     model.eval()
     with torch.no_grad():
         assert model(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
 
 
-def test_qwindowattention_matches_float_forward():
+def test_attention_quantizers_sit_at_the_matmul_inputs():
     torch.manual_seed(0)
     attn = WindowAttention(12, 4, 2)
     nn.init.normal_(attn.relative_position_bias_table, std=0.5)
-    qattn = QWindowAttention.from_float(attn, a_bits=4)
-    for name in ("q_quant", "k_quant", "v_quant", "attn_quant"):
-        setattr(qattn, name, nn.Identity())
     x = torch.randn(4, 16, 12)
     mask = torch.where(torch.rand(2, 16, 16) > 0.5, 0.0, -100.0)
-    for m in (None, mask):
-        torch.testing.assert_close(qattn(x, m), attn(x, m))
+    ref = [attn(x, m) for m in (None, mask)]
+    qattn = quantize_attention_(copy.deepcopy(attn), a_bits=4)
+    assert set(qattn.state_dict()) - set(attn.state_dict()) == {
+        f"{h}.{p}" for h in ("q_act", "k_act", "v_act") for p in ("tau", "step", "initialized", "signed")
+    } | {"attn_act.step", "attn_act.initialized", "attn_act.signed"}
+    # What each hook sees, against the operands computed by hand (q after the 1/sqrt(d) scale).
+    seen = {}
+    for h in WindowAttention.ACT_HOOKS:
+        getattr(qattn, h).register_forward_pre_hook(lambda mod, inp, h=h: seen.__setitem__(h, inp[0].clone()))
+    with disabled(qattn):  # bypassed quantizers: the float forward, bit for bit
+        for m, r in zip((None, mask), ref):
+            assert torch.equal(qattn(x, m), r)
+    qkv = attn.qkv(x).reshape(4, 16, 3, 2, 6).permute(2, 0, 3, 1, 4).reshape(3, 8, 16, 6)
+    torch.testing.assert_close(seen["q_act"], qkv[0] * 6**-0.5)
+    torch.testing.assert_close(seen["k_act"], qkv[1])
+    torch.testing.assert_close(seen["v_act"], qkv[2])
+    probs = seen["attn_act"]
+    assert probs.shape == (8, 16, 16) and (probs >= 0).all()
+    torch.testing.assert_close(probs.sum(-1), torch.ones(8, 16))
+    # Quantized: each hook's output is what goes into the matmuls.
+    calibrate_(qattn, x, mask)
+    assert all(getattr(qattn, h).is_initialized for h in WindowAttention.ACT_HOOKS)
+    assert not torch.equal(qattn(x, mask), ref[1])
 
 
 # ------------------------------------------------------------------------------------------- (6) configs
@@ -287,7 +343,8 @@ def test_w8a8_and_mixed_bits_per_layer():
     quantize_(model, MixedConfig(body_bits=(2, 2)))
     bits = quantized_layers(model)
     assert bits["conv_first"] == (8, 8) and bits["layers.0.conv"] == (2, 2)
-    assert model.layers[0].residual_group.blocks[0].attn.a_bits == 2
+    attn = model.layers[0].residual_group.blocks[0].attn
+    assert {getattr(attn, h).bits for h in WindowAttention.ACT_HOOKS} == {2}
 
     model = create_model("edsr", scale=2, num_block=2, num_feat=16)
     quantize_(model, QuantSRConfig(weight_quantizer="lsq"), filter_fn=lambda m, n: n == "conv_last")
