@@ -1,7 +1,7 @@
 """Training throughput on this machine: iterations/s at batch 16, LR patch 48, x4, fp32 vs bf16 autocast
-(+ channels_last), for EDSR-baseline, IMDN and SwinIR-S; plus the time to assemble one batch of patches.
+and fp32 + channels_last, for EDSR-baseline, IMDN and SwinIR-S; plus the time to assemble one batch of patches.
 
-    .venv/bin/python benchmarks/train_throughput.py [--steps 5] [--models edsr imdn swinir_s]
+    .venv/bin/python benchmarks/train_throughput.py [--steps 2] [--models edsr imdn swinir_s]   # ~15 min
 
 Variants are interleaved round by round so that machine noise hits them alike; the median step time is reported.
 """
@@ -19,7 +19,9 @@ from quantsr import PatchDataset, TrainConfig, Trainer, create_model
 from quantsr.data import default_data_root
 from quantsr.image_io import write_text_atomic
 
-VARIANTS = {"fp32": dict(bf16=False, channels_last=False), "bf16+channels_last": dict(bf16=True, channels_last=True)}
+VARIANTS = {"fp32": dict(bf16=False, channels_last=False),
+            "fp32+channels_last": dict(bf16=False, channels_last=True),
+            "bf16+channels_last": dict(bf16=True, channels_last=True)}
 
 
 def make_trainer(name: str, data: PatchDataset, variant: dict) -> Trainer:
@@ -32,7 +34,7 @@ def make_trainer(name: str, data: PatchDataset, variant: dict) -> Trainer:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["edsr", "imdn", "swinir_s"])
-    parser.add_argument("--steps", type=int, default=5, help="timed rounds per variant (after 1 warm-up step)")
+    parser.add_argument("--steps", type=int, default=2, help="timed rounds per variant (after 1 warm-up step)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_throughput.json"))
     args = parser.parse_args()
     root = default_data_root() / "train"
@@ -43,7 +45,9 @@ def main() -> None:
         data.batch(i)
         batch_times.append(time.perf_counter() - t)
     batch_s = statistics.median(batch_times)
-    print(f"batch assembly (16 patches 48->192): {1000 * batch_s:.1f} ms median, threads={torch.get_num_threads()}")
+    cpu = torch.backends.cpu.get_cpu_capability()
+    print(f"batch assembly (16 patches 48->192): {1000 * batch_s:.1f} ms median, threads={torch.get_num_threads()}, "
+          f"CPU capability {cpu}")
     rows = []
     for name in args.models:
         trainers = {v: make_trainer(name, data, cfg) for v, cfg in VARIANTS.items()}
@@ -62,7 +66,8 @@ def main() -> None:
                          "speedup_vs_fp32": fp32 / step_s, "data_fraction": batch_s / (batch_s + step_s)})
             print(f"{name:<9} {v:<19} {step_s:6.2f} s/it  {1 / step_s:6.2f} it/s  x{fp32 / step_s:4.1f}  "
                   f"data {100 * batch_s / (batch_s + step_s):4.1f}% of a step", flush=True)
-    write_text_atomic(json.dumps({"batch_assembly_s": batch_s, "rows": rows}, indent=1), args.out)
+    write_text_atomic(json.dumps({"batch_assembly_s": batch_s, "cpu_capability": cpu, "rows": rows}, indent=1),
+                      args.out)
 
 
 if __name__ == "__main__":

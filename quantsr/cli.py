@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-dirs", nargs="+", help="HR training folders (default T91 + BSD200)")
     p.add_argument("--val-sets", nargs="*", default=["Set5"])
     p.add_argument("--data-root", help="folder holding the benchmark sets")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (fast on CPUs with AMX)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (fast only on CPUs with AVX512-BF16/AMX, and on GPUs)")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")

@@ -397,3 +397,20 @@ def test_soft_rounding_in_act_quantizer():
     act(x).sum().backward()
     expected = soft_round_grad(x.detach() / 0.5)
     torch.testing.assert_close(x.grad, expected)
+
+
+def test_quantizer_math_stays_fp32_under_bf16_autocast():
+    from quantsr.quant import ActQuantizer, RBDWeightQuantizer
+
+    torch.manual_seed(0)
+    w = torch.randn(8, 4, 3, 3)
+    wq = RBDWeightQuantizer(4, w)
+    act = ActQuantizer(4)
+    x = torch.randn(2, 4, 5, 5)
+    act.train()
+    ref_w, ref_x = wq(w), act(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out_w, out_x = wq(w), act(x.bfloat16())
+    assert out_w.dtype == torch.float32 and torch.equal(out_w, ref_w)
+    assert out_x.dtype == torch.float32
+    torch.testing.assert_close(out_x, act(x.bfloat16().float()))

@@ -8,6 +8,7 @@ reproduces the fake-quantized weights bit for bit at export.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -109,6 +110,20 @@ def _check_bits(bits: int) -> int:
 
 
 # --------------------------------------------------------------------------------------------- activations
+def fp32_quantizer_math(forward):
+    """Run a quantizer's forward in float32 even inside a bf16/fp16 autocast region: rounding onto a b-bit grid
+    and LSQ step gradients need fp32 precision (bf16 has an 8-bit mantissa). Outside autocast it is a no-op."""
+
+    @functools.wraps(forward)
+    def wrapper(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_autocast_enabled(x.device.type):
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                return forward(self, x.float())
+        return forward(self, x)
+
+    return wrapper
+
+
 class ActQuantizer(nn.Module):
     """Redistributed LSQ activation quantizer: ``x~ = x + tau``; ``xq = a' * round(clip(x~ / a', Qn, Qp))``.
 
@@ -208,6 +223,7 @@ class ActQuantizer(nn.Module):
         _, qp = self.qrange()
         self.step.copy_((2.0 * xs.abs().mean() / math.sqrt(qp)).clamp_min(1e-8))
 
+    @fp32_quantizer_math
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
             return x
@@ -267,6 +283,7 @@ class _WeightQuantizerBase(nn.Module):
     def _levels(self, weight: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    @fp32_quantizer_math
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
             return weight

@@ -1,0 +1,51 @@
+"""PTQ baselines for QuantSR+: IMDN x4 (public weights), body quantized at W4A4 / W3A3 / W2A2 with each PTQ
+method, 8 calibration batches of 8 T91 patches (LR 48), evaluated on Set5 (PSNR-Y). Every QAT number in the
+README has these beside it.
+
+    .venv/bin/python benchmarks/ptq_baselines.py [--model imdn] [--bits 4 3 2]   # ~10 min on 2 cores
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+from quantsr import PatchDataset, evaluate, load_pretrained
+from quantsr.data import default_data_root
+from quantsr.image_io import write_text_atomic
+from quantsr.ptq import PTQ_METHODS, calibration_batches, ptq_
+from quantsr.quant import QuantSRConfig
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="imdn")
+    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--bits", type=int, nargs="+", default=[4, 3, 2])
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "ptq_baselines.json"))
+    args = parser.parse_args()
+    fp = load_pretrained(args.model, args.scale)
+    data = PatchDataset([default_data_root() / "train" / "T91"], scale=args.scale, lr_patch=48, batch_size=8)
+    calib = list(calibration_batches(data, 8))
+    fp_psnr = evaluate(fp, ["Set5"], args.scale, progress=False, ssim=False)["Set5"].psnr
+    rows = [{"bits": 32, "method": "fp", "psnr": fp_psnr}]
+    print(f"FP {fp_psnr:.3f}", flush=True)
+    for bits in args.bits:
+        for method in PTQ_METHODS:
+            start = time.perf_counter()
+            model = ptq_(copy.deepcopy(fp), QuantSRConfig(bits, bits), calib, method)
+            psnr = evaluate(model, ["Set5"], args.scale, progress=False, ssim=False)["Set5"].psnr
+            rows.append({"bits": bits, "method": method, "psnr": psnr})
+            print(f"W{bits}A{bits} {method:<10} {psnr:.3f} dB ({time.perf_counter() - start:.0f} s)", flush=True)
+    write_text_atomic(json.dumps({"model": args.model, "scale": args.scale, "rows": rows}, indent=1), args.out)
+    print("| bits | " + " | ".join(PTQ_METHODS) + " |")
+    print("|---|" + "---|" * len(PTQ_METHODS))
+    for bits in args.bits:
+        cells = [f"{r['psnr']:.2f}" for m in PTQ_METHODS for r in rows if r["bits"] == bits and r["method"] == m]
+        print(f"| W{bits}A{bits} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
