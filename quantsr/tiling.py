@@ -71,8 +71,3 @@ def tiled_forward(model: Callable[[torch.Tensor], torch.Tensor], lr: torch.Tenso
     assert out is not None
     return out
 
-
-def count_tiles(height: int, width: int, tile: int | None) -> int:
-    if tile is None or (tile >= height and tile >= width):
-        return 1
-    return -(-height // tile) * -(-width // tile)

@@ -143,7 +143,7 @@ def test_lsq_matches_calibrate():
     for (name, q), (_, r) in zip(_acts(model).items(), _acts(ref).items()):
         assert q.step.item() == pytest.approx(r.step.item(), rel=1e-6), name
         assert bool(q.signed) == bool(r.signed)
-    for name, layer in _qlayers(model).items():
+    for layer in _qlayers(model).values():
         w = layer.weight
         assert layer.weight_quantizer.step.item() == pytest.approx(2 * w.abs().mean().item() / 3**0.5, rel=1e-6)
 
