@@ -54,8 +54,9 @@ def find_checkpoint(model: str, scale: int, weights_dir: str | Path | None = Non
     raise ValueError(f"no public checkpoint known for {model} x{scale}; known: {known}")
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file and return its tensor dict (unwrapping ``state_dict``/``params``/``model`` keys)."""
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read a checkpoint file once: its tensor dict (unwrapping ``state_dict``/``params``/``model`` keys) and the
+    quantsr ``metadata`` dict (empty for public checkpoints)."""
     path = Path(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -63,6 +64,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise
     except Exception as exc:  # pickle / zip errors: report the file, not the internals
         raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    return _unwrap_state_dict(obj, path), meta if isinstance(meta, dict) else {}
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensor dict of a checkpoint file (see :func:`read_checkpoint`)."""
+    return read_checkpoint(path)[0]
+
+
+def _unwrap_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
     for key in ("params_ema", "params", "state_dict", "model"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
@@ -72,9 +83,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
-def load_weights(model: nn.Module, path: str | Path, scale: int) -> nn.Module:
-    """Load a public or quantsr checkpoint into ``model``, mapping foreign key layouts first."""
-    state = read_state_dict(path)
+def load_weights(model: nn.Module, path: str | Path, scale: int,
+                 state: dict[str, torch.Tensor] | None = None) -> nn.Module:
+    """Load a public or quantsr checkpoint into ``model``, mapping foreign key layouts first (``state``: the
+    already-read tensor dict of ``path``)."""
+    state = read_state_dict(path) if state is None else state
     own_keys = set(model.state_dict())
     if not set(state) <= own_keys or not own_keys - _buffer_names(model) <= set(state):
         convert = getattr(type(model), "convert_checkpoint", None)
@@ -108,8 +121,9 @@ def load_model(model: str | None, scale: int, weights: str | Path | None = None,
     """The model a user names: a quantsr checkpoint (its metadata names the architecture), a public checkpoint,
     or the known public checkpoint for ``model`` at ``scale`` when ``weights`` is None."""
     kwargs = dict(model_kwargs or {})
+    state = None
     if weights is not None:
-        meta = _checkpoint_metadata(weights)
+        state, meta = read_checkpoint(weights)
         if meta:
             if model is not None and meta.get("model") not in (None, model):
                 raise ValueError(f"{weights} holds a {meta['model']} model, not {model}; drop --model or fix it")
@@ -120,17 +134,9 @@ def load_model(model: str | None, scale: int, weights: str | Path | None = None,
             if "qat" in meta:  # a low-bit checkpoint from `quantsr quantize`: rebuild its quantized layers
                 from quantsr.qat import load_quantized
 
-                return load_quantized({**meta, "model_kwargs": kwargs}, read_state_dict(weights))
+                return load_quantized({**meta, "model_kwargs": kwargs}, state)
     if model is None:
         raise ValueError("name the architecture with --model (see `quantsr models`)")
     net = create_model(model, scale=scale, **kwargs)
-    load_weights(net, weights or find_checkpoint(model, scale), scale)
+    load_weights(net, weights or find_checkpoint(model, scale), scale, state)
     return net.eval()
-
-
-def _checkpoint_metadata(path: str | Path) -> dict:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return {}  # read_state_dict reports unreadable files with a clear message
-    return obj.get("metadata", {}) if isinstance(obj, dict) and isinstance(obj.get("metadata"), dict) else {}
