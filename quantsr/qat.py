@@ -59,9 +59,9 @@ class QATConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(iterations=500_000, batch_size=128, lr_patch=64, lr=2e-4,
                   milestones=[250_000, 400_000, 450_000, 475_000], val_every=5000, checkpoint_every=5000),
-    # About 2 h for IMDN x4 on 2 AVX2 cores in fp32 (1.9 s/it FP training, plus the SFD teacher and quantizers;
+    # About 2 h for IMDN x4 W4A4 on 2 AVX2 cores in fp32 (measured 3.6 s/it with the SFD teacher and quantizers;
     # bf16 is 10x slower without AVX512-BF16/AMX, channels_last no faster: benchmarks/train_throughput.py).
-    "cpu-2h": dict(iterations=2500, batch_size=16, lr_patch=48, lr=2e-4, val_every=250, checkpoint_every=100),
+    "cpu-2h": dict(iterations=2000, batch_size=16, lr_patch=48, lr=2e-4, val_every=250, checkpoint_every=100),
 }
 
 
