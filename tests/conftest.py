@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from quantsr.data import default_data_root
@@ -11,6 +12,16 @@ from quantsr.pretrained import default_weights_dir
 DATA = default_data_root()
 BENCHMARK = DATA / "benchmark"
 WEIGHTS = default_weights_dir()
+
+
+def tiny_edsr(num_block: int = 4, slimmable: bool = True, seed: int = 0):
+    """A 2x EDSR with 8 channels (slimmable by default) for the QSA / SFD tests."""
+    from quantsr.registry import create_model
+    from quantsr.slim import make_slimmable_
+
+    torch.manual_seed(seed)
+    model = create_model("edsr", scale=2, num_feat=8, num_block=num_block)
+    return make_slimmable_(model) if slimmable else model
 
 
 def require(path: Path) -> Path:

@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from quantsr.distill import SHALLOW, FeatureHooks, SFDLoss, distill_keys
 from quantsr.quant.api import QuantSRConfig, quantize_
 from quantsr.quant.layers import QConv2d
-from quantsr.registry import create_model
 from quantsr.slim import (
     QSAScheduler,
     make_slimmable_,
@@ -16,12 +15,7 @@ from quantsr.slim import (
     strip_skipped,
 )
 from quantsr.trainer import TrainConfig, Trainer
-
-
-def tiny_edsr(num_block=4, slimmable=True, seed=0):
-    torch.manual_seed(seed)
-    model = create_model("edsr", scale=2, num_feat=8, num_block=num_block)
-    return make_slimmable_(model) if slimmable else model
+from tests.conftest import tiny_edsr
 
 
 def tiny_swinir(slimmable=False):

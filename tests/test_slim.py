@@ -21,12 +21,7 @@ from quantsr.slim import (
     strip_skipped,
 )
 from quantsr.trainer import TrainConfig, Trainer
-
-
-def tiny_edsr(num_block=4, slimmable=True, seed=0):
-    torch.manual_seed(seed)
-    model = create_model("edsr", scale=2, num_feat=8, num_block=num_block)
-    return make_slimmable_(model) if slimmable else model
+from tests.conftest import tiny_edsr
 
 
 def fake_trainer(model, iteration=0, validation=(), **kw):

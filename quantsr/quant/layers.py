@@ -47,6 +47,15 @@ class _QuantMixin:
         """``(int32 levels, step)`` with ``quantized_weight() == step * levels`` (for export)."""
         return self.weight_quantizer.integer_weight(self.weight)
 
+    @staticmethod
+    def _from_float_kwargs(module: nn.Module, config: QuantSRConfig) -> dict:
+        """Keyword arguments shared by every ``from_float``: placement of ``module`` and the quantizer settings."""
+        return dict(device=module.weight.device, dtype=module.weight.dtype, w_bits=config.w_bits,
+                    a_bits=config.a_bits, rounding=config.rounding, weight_quantizer=config.weight_quantizer)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, w_bits={self.w_bits}, a_bits={self.a_bits}"
+
 
 class QConv2d(_QuantMixin, nn.Conv2d):
     """``nn.Conv2d`` whose input goes through an :class:`ActQuantizer` (tau per input channel, dim -3) and whose
@@ -80,18 +89,10 @@ class QConv2d(_QuantMixin, nn.Conv2d):
             groups=module.groups,
             bias=module.bias is not None,
             padding_mode=module.padding_mode,
-            device=module.weight.device,
-            dtype=module.weight.dtype,
-            w_bits=config.w_bits,
-            a_bits=config.a_bits,
-            rounding=config.rounding,
-            weight_quantizer=config.weight_quantizer,
+            **cls._from_float_kwargs(module, config),
         )
         _copy_params(module, new)
         return new
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, w_bits={self.w_bits}, a_bits={self.a_bits}"
 
 
 class QLinear(_QuantMixin, nn.Linear):
@@ -122,18 +123,10 @@ class QLinear(_QuantMixin, nn.Linear):
             module.in_features,
             module.out_features,
             bias=module.bias is not None,
-            device=module.weight.device,
-            dtype=module.weight.dtype,
-            w_bits=config.w_bits,
-            a_bits=config.a_bits,
-            rounding=config.rounding,
-            weight_quantizer=config.weight_quantizer,
+            **cls._from_float_kwargs(module, config),
         )
         _copy_params(module, new)
         return new
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, w_bits={self.w_bits}, a_bits={self.a_bits}"
 
 
 @torch.no_grad()
