@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -168,3 +169,19 @@ def test_quantized_swinir_attention_matmuls_at_activation_bits():
     assert (rows["layers.0.residual_group.blocks.0.attn.qkv"].b_w, rows["layers.0.conv"].b_a) == (2, 3)
     with disabled(model):  # bypassed quantizers count as FP
         assert profile(model, (3, 8, 8)).bitops == 0
+
+
+def test_profile_cli_prints_reduction_and_writes_json(tmp_path, capsys):
+    import json
+
+    from quantsr.cli import main
+
+    out = tmp_path / "p.json"
+    assert main(["profile", "--model", "edsr", "--scale", "2", "--model-kw", "num_block=2", "num_feat=8",
+                 "--input", "3x16x16", "--body-bits", "2", "2", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "reduction vs FP32" in text and "W2A2" in text
+    data = json.loads(out.read_text())
+    assert 0 < data["ops_reduction_pct"] < 100
+    with pytest.raises(SystemExit):  # argparse rejects a size that is not CxHxW
+        main(["profile", "--model", "edsr", "--input", "64x64"])
