@@ -122,3 +122,15 @@ def test_unknown_model_and_bad_checkpoint_are_clear(tmp_path, capsys):
     wrong = _tiny_checkpoint(tmp_path)
     assert main(["eval", "--model", "imdn", "--weights", str(wrong), "--datasets", str(tmp_path)]) == 2
     assert "holds a edsr model" in capsys.readouterr().err
+
+
+def test_atomic_writes_leave_normal_permissions(tmp_path):
+    import os
+
+    from quantsr.image_io import write_text_atomic
+
+    path = write_text_atomic("{}", tmp_path / "out.json")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~mask
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
