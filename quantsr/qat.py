@@ -65,12 +65,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def build_student(model: str, scale: int, model_kwargs: dict, qat: QATConfig) -> nn.Module:
-    """The architecture a QAT checkpoint holds: registry model, slimmable if QSA is on, then quantized layers."""
-    net = create_model(model, scale=scale, **model_kwargs)
+def prepare_student_(net: nn.Module, qat: QATConfig) -> nn.Module:
+    """Turn an FP model into the student architecture in place: slimmable if QSA is on, then quantized layers."""
     if qat.qsa_keep is not None:
         make_slimmable_(net)
     return quantize_(net, qat.quant_config())
+
+
+def build_student(model: str, scale: int, model_kwargs: dict, qat: QATConfig) -> nn.Module:
+    """The architecture a QAT checkpoint holds, built from the registry."""
+    return prepare_student_(create_model(model, scale=scale, **model_kwargs), qat)
 
 
 def load_quantized(meta: dict, state: dict[str, torch.Tensor]) -> nn.Module:
@@ -90,10 +94,7 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, qat: QATConf
     model_kwargs = dict(model_kwargs or {})
     torch.manual_seed(qat.seed)
     teacher = teacher.eval()
-    student = copy.deepcopy(teacher)
-    if qat.qsa_keep is not None:
-        make_slimmable_(student)
-    student = quantize_(student, qat.quant_config())
+    student = prepare_student_(copy.deepcopy(teacher), qat)
 
     root = default_data_root() / "train"
     train_dirs = qat.train_dirs or [str(root / "T91"), str(root / "BSD200")]
