@@ -193,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", dest="batch_size", type=int)
     p.add_argument("--lr-patch", dest="lr_patch", type=int)
     p.add_argument("--lr", type=float)
+    p.add_argument("--quantizer-lr-scale", dest="quantizer_lr_scale", type=float,
+                   help="lr multiplier for quantizer parameters (steps, tau, s, beta); default 1")
     p.add_argument("--milestones", type=int, nargs="*")
     p.add_argument("--val-every", dest="val_every", type=int)
     p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)

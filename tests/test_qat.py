@@ -44,3 +44,17 @@ def test_quantize_cli_resumes_and_refuses_to_overwrite(rgb_folder, tmp_path):
     assert main(args) == 0
     assert main(args) == 2
     assert main(args + ["--resume"]) == 0
+
+
+def test_quantizer_parameters_get_their_own_learning_rate():
+    from quantsr.qat import _param_groups, prepare_student_
+
+    qat = QATConfig(w_bits=2, a_bits=2, lr=1e-4, quantizer_lr_scale=10.0)
+    student = prepare_student_(create_model("edsr", scale=2, num_block=2, num_feat=8), qat)
+    net, quant = _param_groups(student, qat)
+    names = {id(p): n for n, p in student.named_parameters()}
+    quant_names = {names[id(p)] for p in quant["params"]}
+    assert quant["lr"] == pytest.approx(1e-3) and net["lr"] == pytest.approx(1e-4)
+    assert "body.0.conv1.act_quantizer.tau" in quant_names and "body.0.conv1.weight_quantizer.beta" in quant_names
+    assert all(not n.endswith(("conv1.weight", "conv1.bias")) for n in quant_names)
+    assert len(quant["params"]) + len(net["params"]) == len(list(student.parameters()))
