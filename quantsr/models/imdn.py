@@ -60,11 +60,14 @@ class IMDB(nn.Module):
         self.cca = ContrastChannelAttention(self.distilled * 4)
         self.conv_fuse = conv_layer(self.distilled * 4, num_feat, 1)
 
+    def _split(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # Slicing rather than torch.split: XNNPACK delegates slice_copy but not split_with_sizes_copy.
+        return t[:, : self.distilled], t[:, self.distilled :]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        split = (self.distilled, self.remaining)
-        d1, r1 = torch.split(self.act1(self.conv1(x)), split, dim=1)
-        d2, r2 = torch.split(self.act2(self.conv2(r1)), split, dim=1)
-        d3, r3 = torch.split(self.act3(self.conv3(r2)), split, dim=1)
+        d1, r1 = self._split(self.act1(self.conv1(x)))
+        d2, r2 = self._split(self.act2(self.conv2(r1)))
+        d3, r3 = self._split(self.act3(self.conv3(r2)))
         d4 = self.conv4(r3)
         out = torch.cat([d1, d2, d3, d4], dim=1)
         return self.conv_fuse(self.cca(out)) + x

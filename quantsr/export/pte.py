@@ -1,0 +1,187 @@
+"""ExecuTorch ``.pte`` export for the XNNPACK delegate, in the ExecuTorch-examples style: torch.export → PT2E →
+lower → save → load the saved file with the ExecuTorch runtime and compare it with the eager model.
+
+Three kinds (``quant``):
+
+* ``"learned"``: a QAT model keeps its trained steps (fixed qparams, :mod:`quantsr.export.quantizer`); the layers
+  the model keeps in FP stay fp32 (``rest="fp32"``) or get calibrated int8 (``rest="int8"``).
+* ``"int8"``: plain observer-calibrated static int8 PTQ of an FP model.
+* ``"fp32"``: no quantization.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from quantsr.atomic import atomic_write
+
+__all__ = ["PteExport", "PteModule", "export_pte", "lower_to_pte"]
+
+QUANT_KINDS = ("learned", "int8", "fp32")
+
+
+@dataclass
+class PteExport:
+    """What :func:`export_pte` produced: the file, how much of the graph XNNPACK took, and the parity check."""
+
+    path: Path
+    quant: str
+    bytes: int
+    delegated_nodes: int
+    non_delegated_nodes: int
+    input_shape: list[int]
+    dynamic: bool
+    max_abs_diff: float = float("nan")  # saved artifact vs the eager model, on the check input
+    agreement_psnr: float = float("nan")  # PSNR (dB, outputs clamped to [0, 1]) of the artifact vs eager
+    non_delegated_ops: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def delegated_fraction(self) -> float:
+        total = self.delegated_nodes + self.non_delegated_nodes
+        return self.delegated_nodes / total if total else 0.0
+
+
+def _delegation(edge) -> tuple[int, int, dict[str, int]]:
+    from executorch.devtools.backend_debug import get_delegation_info
+
+    info = get_delegation_info(edge.exported_program().graph_module)
+    ops = {name: int(row.non_delegated) for name, row in info.delegation_by_operator.items()
+           if int(row.non_delegated) > 0 and not name.startswith(("getitem", "alloc"))}
+    return int(info.num_delegated_nodes), int(info.num_non_delegated_nodes), ops
+
+
+def _dynamic_shapes(dynamic: bool, max_side: int):
+    if not dynamic:
+        return None
+    h = torch.export.Dim("height", min=8, max=max_side)
+    w = torch.export.Dim("width", min=8, max=max_side)
+    return ({2: h, 3: w},)
+
+
+def lower_to_pte(model: nn.Module, example: torch.Tensor, *, quant: str = "fp32", quantizer=None,
+                 calibration: Iterable[torch.Tensor] = (), dynamic: bool = False, max_side: int = 1024,
+                 stage: Callable[[str], None] = lambda s: None):
+    """torch.export → (PT2E prepare, calibrate, convert) → to_edge_transform_and_lower(XNNPACK) →
+    ExecuTorch program. Returns ``(executorch_program_manager, edge_manager)``."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    dyn = _dynamic_shapes(dynamic, max_side)
+    stage("torch.export")
+    ep = torch.export.export(model, (example,), dynamic_shapes=dyn)
+    if quant != "fp32":
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        stage("PT2E prepare + calibrate")
+        prepared = prepare_pt2e(ep.module(), quantizer)
+        with torch.no_grad():
+            prepared(example)
+            for batch in calibration:
+                for x in batch.split(1):  # the program takes one image
+                    prepared(x)
+        stage("PT2E convert")
+        converted = convert_pt2e(prepared)
+        ep = torch.export.export(converted, (example,), dynamic_shapes=dyn)
+    stage("lower to XNNPACK")
+    edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
+    _register_quantized_kernels()  # q/dq ops left outside the delegate need their out-variants
+    stage("to_executorch")
+    return edge.to_executorch(), edge
+
+
+def _register_quantized_kernels() -> None:
+    try:
+        import executorch.kernels.quantized  # noqa: F401
+    except ImportError:  # pragma: no cover - present in the pinned wheel
+        pass
+
+
+class PteModule:
+    """A saved ``.pte`` run through the ExecuTorch Python runtime, called like a module on (1, C, H, W) tensors."""
+
+    def __init__(self, path: str | Path) -> None:
+        from executorch.runtime import Runtime
+
+        _register_quantized_kernels()
+        self.path = Path(path)
+        program = Runtime.get().load_program(self.path)
+        self.method = program.load_method("forward")
+        if self.method is None:
+            raise ValueError(f"{self.path} has no 'forward' method; is it a quantsr export?")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.method.execute([x.contiguous().float()])[0]
+
+
+def export_pte(model: nn.Module, path: str | Path, *, quant: str = "learned", rest: str = "fp32",
+               activations: str = "dynamic",
+               input_size: Sequence[int] = (3, 64, 64), dynamic: bool = True, max_side: int = 1024,
+               calibration: Iterable[torch.Tensor] = (), check_input: torch.Tensor | None = None,
+               atol: float = 2e-3, min_psnr: float = 30.0,
+               stage: Callable[[str], None] = lambda s: None) -> PteExport:
+    """Export ``model`` to an XNNPACK ``.pte`` at ``path``, then load the written file with the ExecuTorch
+    runtime and compare it with the eager ``model`` on ``check_input`` (default: a random input of
+    ``input_size``). On a mismatch the file is removed and ``RuntimeError`` raised: fp32 exports must agree
+    within ``atol`` (max |difference|); quantized ones within ``min_psnr`` dB of output agreement (a b-bit
+    model is not bit-exact across backends: one float ulp at a rounding boundary moves a value by a whole step,
+    so the meaningful parity check is the benchmark PSNR, which :func:`quantsr.export.verify` reports).
+
+    ``quant``: ``"learned"`` (a QAT model with its trained qparams), ``"int8"`` (calibrated PTQ, needs
+    ``calibration`` batches of model inputs), ``"fp32"``. ``dynamic``: H and W are export-time ``Dim``s (8 to
+    ``max_side``); otherwise the model only accepts ``input_size``.
+    """
+    from quantsr.export.deploy import to_deploy_model
+    from quantsr.export.quantizer import LearnedQParamsQuantizer, int8_quantizer
+
+    if quant not in QUANT_KINDS:
+        raise ValueError(f"quant must be one of {QUANT_KINDS}, got {quant!r}")
+    model = model.cpu().eval()
+    calibration = list(calibration)
+    if quant == "int8" and not calibration:
+        raise ValueError("int8 export needs calibration batches (e.g. quantsr.ptq.calibration_batches)")
+    example = torch.rand(1, *input_size, generator=torch.Generator().manual_seed(0))
+    quantizer, graph_model = None, model
+    if quant == "learned":
+        stage("fold learned quantizers")
+        graph_model, qparams = to_deploy_model(model, activations)
+        quantizer = LearnedQParamsQuantizer(qparams, rest=rest, activations=activations)
+    elif quant == "int8":
+        quantizer = int8_quantizer()
+    start = time.perf_counter()
+    program, edge = lower_to_pte(graph_model, example, quant=quant, quantizer=quantizer, calibration=calibration,
+                                 dynamic=dynamic, max_side=max_side, stage=stage)
+    delegated, non_delegated, ops = _delegation(edge)
+    stage("save")
+    path = Path(path)
+    with atomic_write(path, "wb") as f:
+        f.write(program.buffer)
+    stage("verify the saved file against eager")
+    check = example if check_input is None else check_input
+    with torch.no_grad():
+        expected = model(check)
+    got = PteModule(path)(check)
+    if got.shape != expected.shape:
+        path.unlink(missing_ok=True)
+        raise RuntimeError(f"the exported .pte returns shape {tuple(got.shape)}, eager {tuple(expected.shape)}")
+    diff = float((got - expected).abs().max())
+    agreement = output_psnr(got, expected)
+    result = PteExport(path, quant, path.stat().st_size, delegated, non_delegated, list(check.shape[1:]), dynamic,
+                       diff, agreement, ops)
+    failed = not diff <= atol if quant == "fp32" else not agreement >= min_psnr
+    if failed:
+        path.unlink(missing_ok=True)
+        raise RuntimeError(f"the exported .pte disagrees with the eager model (max |diff| {diff:.3g}, "
+                           f"{agreement:.1f} dB); removed ({time.perf_counter() - start:.0f} s)")
+    return result
+
+
+def output_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB between two images in [0, 1] (clamped), ``inf`` if equal."""
+    mse = float((a.clamp(0, 1) - b.clamp(0, 1)).double().square().mean())
+    return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
