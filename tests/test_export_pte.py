@@ -36,7 +36,7 @@ def test_deploy_model_computes_the_fake_quant_model(activations, bits):
     assert set(qparams) == {n for n, m in net.named_modules() if hasattr(m, "act_quantizer")}
     for name, qp in qparams.items():
         layer = net.get_submodule(name)
-        levels, step = layer.integer_weight()
+        levels, _ = layer.integer_weight()
         w = deploy.get_submodule(name).weight
         assert torch.equal(torch.round(w / qp.weight_scale), levels.float())  # int8 container of b-bit levels
         assert levels.min() >= qp.weight_qmin and levels.max() <= qp.weight_qmax

@@ -69,7 +69,9 @@ def lower_to_pte(model: nn.Module, example: torch.Tensor, *, quant: str = "fp32"
                  stage: Callable[[str], None] = lambda s: None):
     """torch.export → (PT2E prepare, calibrate, convert) → to_edge_transform_and_lower(XNNPACK) →
     ExecuTorch program. Returns ``(executorch_program_manager, edge_manager)``."""
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
+        XnnpackPartitioner,
+    )
     from executorch.exir import to_edge_transform_and_lower
 
     dyn = _dynamic_shapes(dynamic, max_side)

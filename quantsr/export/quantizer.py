@@ -105,8 +105,13 @@ class LearnedQParamsQuantizer:
             XNNPACKQuantizer,
             get_symmetric_quantization_config,
         )
-        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import propagate_annotation
-        from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import (
+            propagate_annotation,
+        )
+        from torchao.quantization.pt2e.quantizer import (
+            QuantizationAnnotation,
+            SharedQuantizationSpec,
+        )
         from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
 
         if rest not in ("fp32", "int8"):
