@@ -5,8 +5,8 @@ import argparse
 import ast
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 
 def _parse_kwargs(items: Sequence[str]) -> dict:
@@ -138,6 +138,24 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from quantsr.export.card import FORMATS, export_checkpoint
+
+    start = time.perf_counter()
+
+    def stage(name: str) -> None:
+        print(f"[{time.perf_counter() - start:6.1f} s] {name}", flush=True)
+
+    formats = FORMATS if args.format == "all" else (args.format,)
+    cards = export_checkpoint(args.checkpoint, args.out, formats=formats, tile=args.tile, quant=args.quant,
+                              evaluate_set5=not args.no_eval, stage=stage)
+    for card in cards:
+        psnr = "" if card["set5_psnr"] is None else f", Set5 {card['set5_psnr']:.3f} dB ({card['set5_psnr_of']})"
+        print(f"wrote {Path(args.out) / card['file']}: {card['bytes'] / 1e6:.3f} MB "
+              f"(gzip {card['gzip_bytes'] / 1e6:.3f} MB){psnr}")
+    return 0
+
+
 def _parse_size(text: str) -> tuple[int, int, int]:
     parts = text.lower().split("x")
     if len(parts) != 3 or not all(p.isdigit() for p in parts):
@@ -204,6 +222,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("export", help="export a checkpoint to verified .pte / .mlpackage files with model cards")
+    p.add_argument("checkpoint", help="a quantsr checkpoint (e.g. runs/x/model.pt from `quantsr quantize`)")
+    p.add_argument("--format", choices=["pte", "coreml", "all"], default="pte")
+    p.add_argument("--out", default="exported", help="output folder (default ./exported)")
+    p.add_argument("--tile", type=int, help="fixed input side; default dynamic H/W for .pte, 64 for Core ML")
+    p.add_argument("--quant", choices=["learned", "int8", "fp32"],
+                   help="default: learned for a QAT checkpoint, fp32 otherwise")
+    p.add_argument("--no-eval", action="store_true", help="skip the Set5 PSNR of the artifact")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("profile", help="MACs, BitOPs, OPs and storage per layer, and the reduction vs FP32")
     p.add_argument("--model", required=True)
