@@ -211,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", dest="batch_size", type=int)
     p.add_argument("--lr-patch", dest="lr_patch", type=int)
     p.add_argument("--lr", type=float)
+    p.add_argument("--max-train-minutes", dest="max_train_minutes", type=float,
+                   help="wall-clock training budget: stop there, checkpoint, evaluate and write the model card")
     p.add_argument("--quantizer-lr-scale", dest="quantizer_lr_scale", type=float,
                    help="lr multiplier for quantizer parameters (steps, tau, s, beta); default 1")
     p.add_argument("--milestones", type=int, nargs="*")

@@ -42,6 +42,7 @@ class QATConfig:
     milestones: list[int] | None = None  # default: 50/80/90/95% of iterations
     val_every: int = 1000
     checkpoint_every: int = 250
+    max_train_minutes: float | None = None  # stop (checkpoint, evaluate, write the card) after this much training
     bf16: bool = False
     channels_last: bool = False
     device: str = "cpu"
@@ -128,7 +129,8 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, qat: QATConf
     metadata = {"model": model, "scale": scale, "model_kwargs": model_kwargs, "qat": asdict(qat)}
     config = TrainConfig(iterations=qat.iterations, val_every=qat.val_every, checkpoint_every=qat.checkpoint_every,
                          out_dir=str(out_dir), bf16=qat.bf16, channels_last=qat.channels_last, progress=progress,
-                         device=qat.device)
+                         device=qat.device,
+                         max_train_seconds=None if qat.max_train_minutes is None else 60.0 * qat.max_train_minutes)
     trainer = Trainer(student, data, loss, optimizer, scheduler, teacher=teacher if qat.distill else None,
                       val_sets=val_sets, config=config, metadata=metadata, callbacks=callbacks)
     if (out_dir / "last.pt").exists() and not resume:

@@ -51,6 +51,7 @@ class TrainConfig:
     log_every: int = 10
     progress: bool = True
     device: str = "cpu"
+    max_train_seconds: float | None = None  # wall-clock budget (data + steps, summed across resumes)
 
 
 @dataclass
@@ -172,7 +173,7 @@ class Trainer:
         # Prefetch the next batch on a thread while the current step runs: patch cropping overlaps compute.
         with ThreadPoolExecutor(max_workers=1) as pool:
             future = pool.submit(self.train_data.batch, self.iteration) if self.iteration < cfg.iterations else None
-            while self.iteration < cfg.iterations:
+            while self.iteration < cfg.iterations and not self.budget_spent():
                 t0 = time.perf_counter()
                 lr, hr = future.result()
                 t1 = time.perf_counter()
@@ -194,13 +195,22 @@ class Trainer:
                         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.1e}")
                 for callback in self.callbacks:
                     callback(self)
+                if self.budget_spent():
+                    if bar is not None:
+                        bar.write(f"time budget of {cfg.max_train_seconds:.0f} s spent at iteration {self.iteration}")
+                    break
         if bar is not None:
             bar.close()
         return self.history
 
+    def budget_spent(self) -> bool:
+        """True once the training time (data + steps, over all resumed runs) reaches ``max_train_seconds``."""
+        budget = self.config.max_train_seconds
+        return budget is not None and self.history.data_seconds + self.history.step_seconds >= budget
+
     def _maybe_validate_and_save(self, bar) -> None:
         cfg = self.config
-        done = self.iteration == cfg.iterations
+        done = self.iteration == cfg.iterations or self.budget_spent()
         improved = False
         if self.val_sets and cfg.val_every and (self.iteration % cfg.val_every == 0 or done):
             record = self.validate()

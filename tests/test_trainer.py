@@ -133,3 +133,30 @@ def test_data_is_deterministic_per_seed_and_iteration(rgb_folder):
     assert not torch.equal(lr_a, c.batch(5)[0])
     assert lr_a.shape == (4, 3, 8, 8) and hr_a.shape == (4, 3, 16, 16)
     assert 0 <= float(lr_a.min()) and float(hr_a.max()) <= 1
+
+
+def test_time_budget_stops_checkpoints_and_is_kept_across_resume(rgb_folder, tmp_path):
+    from quantsr import BenchmarkSet, PatchDataset, TrainConfig, Trainer, create_model
+
+    def make(budget):
+        torch.manual_seed(0)
+        model = create_model("edsr", scale=2, num_feat=8, num_block=2)
+        data = PatchDataset([rgb_folder], scale=2, lr_patch=8, batch_size=2, seed=0)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        cfg = TrainConfig(iterations=10_000, val_every=0, checkpoint_every=0, out_dir=str(tmp_path),
+                          progress=False, max_train_seconds=budget)
+        return Trainer(model, data, torch.nn.L1Loss(), opt, val_sets=[BenchmarkSet(rgb_folder, 2)], config=cfg)
+
+    trainer = make(0.3)
+    history = trainer.fit()
+    stopped_at = trainer.iteration
+    assert 0 < stopped_at < 10_000 and history.data_seconds + history.step_seconds >= 0.3
+    assert load_checkpoint(tmp_path / "last.pt")["iteration"] == stopped_at  # checkpointed at the stop
+    again = make(0.3)
+    again.resume()
+    again.fit()
+    assert again.iteration == stopped_at  # the budget is spent: a resume trains no further
+    more = make(0.6)
+    more.resume()
+    more.fit()
+    assert more.iteration > stopped_at
