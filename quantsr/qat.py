@@ -20,7 +20,7 @@ from quantsr.image_io import write_text_atomic
 from quantsr.profile import profile
 from quantsr.quant import MixedConfig, QuantSRConfig, calibrate_, quantize_
 from quantsr.registry import create_model
-from quantsr.slim import QSAScheduler, make_slimmable_
+from quantsr.slim import QSAScheduler, make_slimmable_, slimmable_blocks
 from quantsr.trainer import TrainConfig, Trainer
 
 
@@ -34,6 +34,7 @@ class QATConfig:
     distill: bool = True  # SFD feature loss (weight 1e-4) on top of L1
     distill_weight: float = 1e-4
     qsa_keep: int | None = None  # QSA: slim the body to this many blocks (None: no slimming)
+    skip_blocks: list[int] | None = None  # fixed slimming (QSA's "off" arm): these body blocks skipped from the start
     iterations: int = 10000
     batch_size: int = 16
     lr_patch: int = 48
@@ -69,8 +70,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def prepare_student_(net: nn.Module, qat: QATConfig) -> nn.Module:
     """Turn an FP model into the student architecture in place: slimmable if QSA is on, then quantized layers."""
-    if qat.qsa_keep is not None:
+    if qat.qsa_keep is not None or qat.skip_blocks:
         make_slimmable_(net)
+    for index in qat.skip_blocks or []:
+        blocks = slimmable_blocks(net)
+        if not 0 <= index < len(blocks):
+            raise ValueError(f"skip_blocks: block {index} does not exist (the body has {len(blocks)} blocks)")
+        blocks[index].skip_()
     return quantize_(net, qat.quant_config())
 
 

@@ -58,3 +58,13 @@ def test_quantizer_parameters_get_their_own_learning_rate():
     assert "body.0.conv1.act_quantizer.tau" in quant_names and "body.0.conv1.weight_quantizer.beta" in quant_names
     assert all(not n.endswith(("conv1.weight", "conv1.bias")) for n in quant_names)
     assert len(quant["params"]) + len(net["params"]) == len(list(student.parameters()))
+
+
+def test_skip_blocks_slims_statically_and_checks_the_index():
+    from quantsr.qat import prepare_student_
+    from quantsr.slim import slimmable_blocks
+
+    net = prepare_student_(create_model("edsr", scale=2, num_block=3, num_feat=8), QATConfig(skip_blocks=[1]))
+    assert [b.is_skipped for b in slimmable_blocks(net)] == [False, True, False]
+    with pytest.raises(ValueError, match="block 5 does not exist"):
+        prepare_student_(create_model("edsr", scale=2, num_block=3, num_feat=8), QATConfig(skip_blocks=[5]))
