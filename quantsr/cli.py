@@ -156,6 +156,60 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_for(src: Path, out: str | None, scale: int, many: bool) -> Path:
+    if many:
+        folder = Path(out) if out else src.parent.with_name(src.parent.name + f"_x{scale}")
+        return folder / (src.stem + ".png")
+    return Path(out) if out else src.with_name(f"{src.stem}_x{scale}.png")
+
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from PIL import Image
+    from tqdm import tqdm
+
+    from quantsr.atomic import atomic_write
+    from quantsr.image_io import ImageError, list_images
+    from quantsr.upscale import compare_image, count_tiles, cpu_upscale, load_runner
+
+    src = Path(args.input)
+    many = src.is_dir()
+    files = list_images(src) if many else [src]
+    runner = load_runner(args.model, args.scale, args.bits)
+    failures = 0
+    for path in files:
+        out_path = _output_for(path, args.output, args.scale, many)
+        if out_path.suffix.lower() not in Image.registered_extensions():
+            raise ImageError(f"{out_path}: unknown output format {out_path.suffix!r}; use .png or .jpg")
+        start = time.perf_counter()
+        try:
+            with Image.open(path) as probe:
+                size = probe.size
+            bar = tqdm(total=count_tiles(size, args.tile, args.overlap), unit="tile", desc=path.name,
+                       disable=args.no_progress, leave=False)
+            with bar:
+                result = cpu_upscale(path, args.scale, runner, tile=args.tile, overlap=args.overlap,
+                                     progress=bar.update)
+        except (ImageError, OSError) as exc:
+            if not many:
+                raise ImageError(str(exc)) from None
+            print(f"quantsr: skipped {path}: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        fmt = Image.registered_extensions()[out_path.suffix.lower()]
+        if fmt == "JPEG" and result.mode in ("RGBA", "LA"):
+            result = result.convert("RGB")
+        with atomic_write(out_path, "wb") as fh:
+            result.save(fh, format=fmt)
+        elapsed = time.perf_counter() - start
+        print(f"{path} -> {out_path} ({result.width}x{result.height}, {elapsed:.2f} s)")
+        if args.compare:
+            cmp_path = out_path.with_name(out_path.stem + "_compare.png")
+            with Image.open(path) as original, atomic_write(cmp_path, "wb") as fh:
+                compare_image(original, result).save(fh, format="PNG")
+            print(f"comparison (bicubic | quantsr) -> {cmp_path}")
+    return 1 if failures else 0
+
+
 def _parse_size(text: str) -> tuple[int, int, int]:
     parts = text.lower().split("x")
     if len(parts) != 3 or not all(p.isdigit() for p in parts):
@@ -224,6 +278,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("upscale", help="upscale a photo (or a folder of photos) on the CPU")
+    p.add_argument("input", help="an image file or a folder of images")
+    p.add_argument("output", nargs="?", help="output file (or folder); default IN_x4.png (or FOLDER_x4/)")
+    p.add_argument("--scale", type=int, default=4)
+    p.add_argument("--bits", type=int, default=4, help="which embedded model: 4 (W4A4, default) or 2 (W2A2)")
+    p.add_argument("--model", help="a .pte file or a quantsr checkpoint instead of the embedded model")
+    p.add_argument("--tile", type=int, default=256, help="tile side in input pixels (default 256)")
+    p.add_argument("--overlap", type=int, default=16, help="tile margin in input pixels (default 16)")
+    p.add_argument("--compare", action="store_true", help="also write OUT_compare.png: bicubic | quantsr")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_upscale)
 
     p = sub.add_parser("export", help="export a checkpoint to verified .pte / .mlpackage files with model cards")
     p.add_argument("checkpoint", help="a quantsr checkpoint (e.g. runs/x/model.pt from `quantsr quantize`)")
