@@ -210,6 +210,32 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from quantsr.bench import bench, deploy_variants, rows_to_json, table
+    from quantsr.image_io import write_text_atomic
+
+    start = time.perf_counter()
+
+    def progress(message: str) -> None:
+        print(f"[{time.perf_counter() - start:6.1f} s] {message}", flush=True)
+
+    variants, scale = deploy_variants(args.checkpoint, args.out, with_set5=not args.no_eval, progress=progress)
+    rows = bench(variants, args.sizes, scale, rounds=args.rounds, progress=progress)
+    print(table(rows))
+    if args.json:
+        write_text_atomic(json.dumps({"checkpoint": str(args.checkpoint), "threads": torch_threads(),
+                                      "rows": rows_to_json(rows)}, indent=1), args.json)
+    return 0
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def _parse_size(text: str) -> tuple[int, int, int]:
     parts = text.lower().split("x")
     if len(parts) != 3 or not all(p.isdigit() for p in parts):
@@ -291,6 +317,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_upscale)
+
+    p = sub.add_parser("bench", help="time eager / .pte fp32 / int8 / QAT (/ onnxruntime) variants, interleaved")
+    p.add_argument("checkpoint", help="a QAT checkpoint from `quantsr quantize`")
+    p.add_argument("--out", default="runs/bench", help="where the exported variants go")
+    p.add_argument("--sizes", type=int, nargs="+", default=[64, 256], help="input sides (default 64 256)")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--json", help="also write the rows as JSON")
+    p.add_argument("--no-eval", action="store_true", help="skip Set5 PSNR")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("export", help="export a checkpoint to verified .pte / .mlpackage files with model cards")
     p.add_argument("checkpoint", help="a quantsr checkpoint (e.g. runs/x/model.pt from `quantsr quantize`)")

@@ -1,0 +1,187 @@
+"""``quantsr bench``: one architecture, its deployment variants timed interleaved in one run.
+
+Variants: eager fp32 PyTorch (the FP teacher), ``.pte`` fp32, ``.pte`` int8 PTQ (observer-calibrated), ``.pte``
+from the QAT model (learned qparams), and, when onnxruntime is installed (``pip install onnxruntime onnxscript``),
+ONNX Runtime fp32 and int8 QDQ. For each: median latency and output megapixels/s at each input size, peak RSS
+of the process while it ran, file bytes, gzip bytes, ideal packed bytes (weights at their bit-width), Set5 PSNR.
+Rounds go variant by variant inside each round, so machine noise hits all variants alike.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["BenchRow", "Variant", "bench", "ideal_packed_bytes"]
+
+
+@dataclass
+class Variant:
+    name: str
+    run: Callable[[torch.Tensor], torch.Tensor]
+    file: Path | None = None
+    ideal_bytes: int | None = None
+    set5_psnr: float | None = None
+
+
+@dataclass
+class BenchRow:
+    variant: str
+    input: str
+    median_ms: float
+    megapixels_per_s: float
+    bytes: int | None
+    gzip_bytes: int | None
+    ideal_bytes: int | None
+    set5_psnr: float | None
+    rss_mb: float  # resident set of the whole process after this variant was loaded and warmed up
+    samples_ms: list[float] = field(default_factory=list)
+
+
+def ideal_packed_bytes(model: nn.Module) -> int:
+    """Weights at their bit-width (b-bit levels of quantized layers, 32 bits otherwise) plus 32-bit biases and
+    quantizer scales: what a perfectly packed file would hold."""
+    from quantsr.quant.layers import QUANT_LAYERS
+
+    bits = 0
+    quantized = {id(m.weight): m.w_bits for m in model.modules() if isinstance(m, QUANT_LAYERS)}
+    for name, p in model.named_parameters():
+        if "quantizer" in name:
+            bits += 32 * p.numel()
+        else:
+            bits += quantized.get(id(p), 32) * p.numel()
+    return (bits + 7) // 8
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def bench(variants: Sequence[Variant], sizes: Sequence[int], scale: int, rounds: int = 5,
+          progress: Callable[[str], None] = lambda s: None) -> list[BenchRow]:
+    """Time every variant at every input size (``rounds`` interleaved rounds after one warm-up each)."""
+    from quantsr.export.card import gzip_bytes
+
+    samples: dict[tuple[str, int], list[float]] = {(v.name, s): [] for v in variants for s in sizes}
+    rss: dict[str, float] = {}
+    inputs = {s: torch.rand(1, 3, s, s, generator=torch.Generator().manual_seed(s)) for s in sizes}
+    with torch.no_grad():
+        for v in variants:
+            for s in sizes:
+                v.run(inputs[s])  # warm-up (also loads lazily-initialised kernels)
+            rss[v.name] = _rss_mb()
+        for r in range(rounds):
+            progress(f"round {r + 1}/{rounds}")
+            for s in sizes:
+                for v in variants:
+                    start = time.perf_counter()
+                    v.run(inputs[s])
+                    samples[(v.name, s)].append(1000.0 * (time.perf_counter() - start))
+    rows = []
+    for v in variants:
+        for s in sizes:
+            ms = statistics.median(samples[(v.name, s)])
+            mp = (s * scale) ** 2 / 1e6 / (ms / 1000.0)
+            size = None if v.file is None else (v.file.stat().st_size if v.file.is_file() else None)
+            gz = None if v.file is None else gzip_bytes(v.file)
+            rows.append(BenchRow(v.name, f"{s}x{s}", round(ms, 2), round(mp, 3), size, gz, v.ideal_bytes,
+                                 v.set5_psnr, round(rss[v.name], 1), [round(x, 2) for x in samples[(v.name, s)]]))
+    return rows
+
+
+def table(rows: Sequence[BenchRow]) -> str:
+    """Markdown table of :func:`bench` rows."""
+    head = ("| variant | input | median ms | out MP/s | file bytes | gzip bytes | ideal bytes | Set5 PSNR | "
+            "RSS MB |\n|---|---|---|---|---|---|---|---|---|")
+    fmt = lambda x, f="{:,}": "—" if x is None else f.format(x)  # noqa: E731
+    lines = [f"| {r.variant} | {r.input} | {r.median_ms:.1f} | {r.megapixels_per_s:.2f} | {fmt(r.bytes)} | "
+             f"{fmt(r.gzip_bytes)} | {fmt(r.ideal_bytes)} | {fmt(r.set5_psnr, '{:.3f}')} | {r.rss_mb:.0f} |"
+             for r in rows]
+    return "\n".join([head, *lines])
+
+
+def rows_to_json(rows: Sequence[BenchRow]) -> list[dict]:
+    return [asdict(r) for r in rows]
+
+
+def deploy_variants(checkpoint: str | Path, out_dir: str | Path, *, teacher: nn.Module | None = None,
+                    with_set5: bool = True, calibration_side: int = 64,
+                    progress: Callable[[str], None] = lambda s: None) -> tuple[list[Variant], int]:
+    """Build (export, load, score) the variants of one QAT checkpoint and its FP teacher (default: the public
+    weights of the same architecture). Returns them and the scale."""
+    from quantsr.export.card import _calibration, _Runtime, _set5
+    from quantsr.export.pte import PteModule, export_pte
+    from quantsr.pretrained import load_model, load_pretrained, read_checkpoint
+
+    _, meta = read_checkpoint(checkpoint)
+    if not meta or "qat" not in meta:
+        raise ValueError(f"{checkpoint} is not a QAT checkpoint from `quantsr quantize`")
+    arch, scale = meta["model"], int(meta["scale"])
+    student = load_model(None, scale, checkpoint)
+    if teacher is None:
+        teacher = load_pretrained(arch, scale, **meta.get("model_kwargs", {}))
+    out_dir = Path(out_dir)
+    calib = _calibration(scale, calibration_side)
+    variants = [Variant("eager fp32", teacher.eval(), None, ideal_packed_bytes(teacher))]
+    specs = [("pte fp32", teacher, {"quant": "fp32"}),
+             ("pte int8 PTQ", teacher, {"quant": "int8", "calibration": calib}),
+             ("pte QAT (dynamic)", student, {"quant": "learned", "activations": "dynamic"}),
+             ("pte QAT (static)", student, {"quant": "learned", "activations": "static", "calibration": calib,
+                                            "min_psnr": 20.0})]
+    for name, model, kwargs in specs:
+        progress(f"export {name}")
+        path = out_dir / (name.replace(" ", "_").replace("(", "").replace(")", "") + ".pte")
+        export_pte(model, path, input_size=(3, calibration_side, calibration_side), dynamic=True, **kwargs)
+        variants.append(Variant(name, PteModule(path), path, ideal_packed_bytes(model)))
+    variants.extend(_onnx_variants(teacher, out_dir, calib, progress))
+    if with_set5:
+        for v in variants:
+            progress(f"Set5 PSNR of {v.name}")
+            v.set5_psnr = round(_set5(v.run if isinstance(v.run, nn.Module) else _Runtime(v.run), scale), 3)
+    return variants, scale
+
+
+def _onnx_variants(model: nn.Module, out_dir: Path, calib: list[torch.Tensor],
+                   progress: Callable[[str], None]) -> list[Variant]:
+    try:
+        import onnxruntime as ort
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError:
+        progress("onnxruntime not installed: skipping the ONNX Runtime variants (pip install onnxruntime onnxscript)")
+        return []
+    import numpy as np
+
+    progress("export ONNX")
+    fp_path, pre_path, q_path = out_dir / "model_fp32.onnx", out_dir / "model_pre.onnx", out_dir / "model_int8.onnx"
+    h, w = torch.export.Dim("h", min=8, max=1024), torch.export.Dim("w", min=8, max=1024)
+    torch.onnx.export(model, (torch.rand(1, 3, 64, 64),), str(fp_path), dynamo=True, input_names=["lr"],
+                      output_names=["sr"], dynamic_shapes=({2: h, 3: w},))
+    quant_pre_process(str(fp_path), str(pre_path))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([{"lr": x.numpy()} for batch in calib for x in batch.split(1)])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    quantize_static(str(pre_path), str(q_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    out = []
+    for name, path in (("onnxruntime fp32", fp_path), ("onnxruntime int8 QDQ", q_path)):
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+        def run(x: torch.Tensor, session=session) -> torch.Tensor:
+            return torch.from_numpy(session.run(None, {"lr": np.ascontiguousarray(x.numpy())})[0])
+
+        out.append(Variant(name, run, path, None))
+    return out

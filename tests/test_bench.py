@@ -1,0 +1,37 @@
+"""quantsr.bench on a tiny QAT checkpoint: every variant exported, timed and reported."""
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_export_pte import tiny_qat  # noqa: E402
+
+from quantsr.bench import bench, deploy_variants, ideal_packed_bytes, table  # noqa: E402
+from quantsr.checkpoint import save_atomic  # noqa: E402
+from quantsr.registry import create_model  # noqa: E402
+
+
+def test_ideal_bytes_count_bits():
+    torch.manual_seed(0)
+    fp = create_model("imdn", scale=2, num_feat=32, num_blocks=1)
+    q2, q4 = tiny_qat(bits=2), tiny_qat(bits=4)
+    assert ideal_packed_bytes(fp) == 4 * sum(p.numel() for p in fp.parameters())
+    assert ideal_packed_bytes(q2) < ideal_packed_bytes(q4) < ideal_packed_bytes(fp) + 4 * 1000
+
+
+def test_deploy_bench_runs_every_variant(tmp_path):
+    net = tiny_qat(bits=4)
+    meta = {"model": "imdn", "scale": 2, "model_kwargs": {"num_feat": 32, "num_blocks": 1},
+            "qat": {"w_bits": 4, "a_bits": 4}}
+    save_atomic({"model": net.state_dict(), "metadata": meta}, tmp_path / "q.pt")
+    torch.manual_seed(1)
+    teacher = create_model("imdn", scale=2, num_feat=32, num_blocks=1).eval()
+    variants, scale = deploy_variants(tmp_path / "q.pt", tmp_path / "out", teacher=teacher, with_set5=False,
+                                      calibration_side=16)
+    names = [v.name for v in variants]
+    assert names[:5] == ["eager fp32", "pte fp32", "pte int8 PTQ", "pte QAT (dynamic)", "pte QAT (static)"]
+    rows = bench(variants, [16, 24], scale, rounds=2)
+    assert len(rows) == 2 * len(variants) and all(r.median_ms > 0 and r.rss_mb > 0 for r in rows)
+    assert all(r.bytes for r in rows if r.variant.startswith("pte"))
+    assert "pte QAT (dynamic)" in table(rows)
