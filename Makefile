@@ -14,7 +14,7 @@ $(BIN)/quantsr: pyproject.toml
 setup: $(BIN)/quantsr
 
 run: setup
-	$(BIN)/quantsr eval --model imdn --scale 4 --datasets Set5 --official-lr Set5
+	$(BIN)/quantsr upscale examples/chelsea.png out/chelsea_x4.png --compare
 
 test: setup
 	$(BIN)/python -m pytest -q

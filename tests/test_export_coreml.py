@@ -26,7 +26,6 @@ def test_grid_lut_is_exact_and_sized_for_ios17(bits):
 
 
 def test_coreml_export_palettizes_learned_weights_exactly(tmp_path):
-    pytest.importorskip("coremltools")
     sizes = {}
     for bits in (2, 4):
         net = tiny_qat(bits=bits)

@@ -1,0 +1,60 @@
+"""Turn finished `quantsr quantize` runs into the committed artifacts:
+
+* ``checkpoints/<arch>_x<scale>_w<b>a<b>.pt`` + ``.json`` (the low-bit checkpoint and its training model card),
+* ``quantsr/assets/<same>.pte`` + ``.pte.json`` (the embedded default models of ``quantsr upscale``, dynamic H/W,
+  verified against eager and scored on Set5 through the ExecuTorch runtime),
+* ``exported/<same>.mlpackage`` and the FP32 ``.mlpackage`` of the teacher, with their sizes in
+  ``benchmarks/results/coreml_sizes.json`` (the Core ML size bars).
+
+    .venv/bin/python benchmarks/build_assets.py runs/imdn_w4a4_1200 runs/imdn_w2a2_1200
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from quantsr.export.card import export_checkpoint
+from quantsr.export.coreml import export_coreml
+from quantsr.image_io import write_text_atomic
+from quantsr.pretrained import load_pretrained
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="run folders holding model.pt and model_card.json")
+    parser.add_argument("--no-coreml", action="store_true")
+    args = parser.parse_args()
+    sizes = {}
+    for run in map(Path, args.runs):
+        card = json.loads((run / "model_card.json").read_text())
+        bits = card["bits"]["weights"]
+        name = f"{card['architecture']}_x{card['scale']}_w{bits}a{card['bits']['activations']}"
+        (ROOT / "checkpoints").mkdir(exist_ok=True)
+        shutil.copyfile(run / "model.pt", ROOT / "checkpoints" / f"{name}.pt")
+        shutil.copyfile(run / "model_card.json", ROOT / "checkpoints" / f"{name}.json")
+        print(f"checkpoints/{name}.pt")
+        for art in export_checkpoint(ROOT / "checkpoints" / f"{name}.pt", ROOT / "quantsr" / "assets",
+                                     formats=("pte",), stage=lambda s: print("  ", s, flush=True)):
+            print(f"quantsr/assets/{art['file']}: {art['bytes']:,} bytes, Set5 {art['set5_psnr']} dB "
+                  f"(eager {art['eager_set5_psnr']:.3f})")
+        if not args.no_coreml:
+            arts = export_checkpoint(ROOT / "checkpoints" / f"{name}.pt", ROOT / "exported", formats=("coreml",),
+                                     evaluate_set5=False)
+            sizes[name] = arts[0]["bytes"]
+            teacher = f"{card['architecture']}_x{card['scale']}_fp32"
+            if teacher not in sizes:
+                fp = load_pretrained(card["architecture"], card["scale"])
+                sizes[teacher] = export_coreml(fp, ROOT / "exported" / f"{teacher}.mlpackage",
+                                               quantize_rest=False).bytes
+            print(f"exported/{name}.mlpackage: {sizes[name]:,} bytes = {100 * sizes[name] / sizes[teacher]:.1f}% "
+                  f"of the FP32 package ({sizes[teacher]:,})")
+    if sizes:
+        write_text_atomic(json.dumps(sizes, indent=1), ROOT / "benchmarks" / "results" / "coreml_sizes.json")
+
+
+if __name__ == "__main__":
+    main()
