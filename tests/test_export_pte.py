@@ -92,3 +92,19 @@ def test_layer_names_come_from_weight_attributes():
     gm = torch.export.export(deploy, (torch.rand(1, 3, 16, 16),)).module()
     names = {node_layer_name(n) for n in gm.graph.nodes if n.op == "call_function" and "conv" in str(n.target)}
     assert set(qparams) <= names
+
+
+def test_negative_learned_steps_export_with_positive_scales():
+    net = tiny_qat(bits=4)
+    layer = net.body[0].conv2
+    x = torch.rand(1, 3, 20, 20)
+    with torch.no_grad():
+        layer.act_quantizer.step.neg_()  # LSQ steps can cross zero during training
+        layer.weight_quantizer.step.neg_()
+        want = net(x)
+    for activations in ("dynamic", "static"):
+        deploy, qparams = to_deploy_model(net, activations)
+        assert all(qp.act_scale > 0 and qp.weight_scale > 0 for qp in qparams.values())
+        if activations == "dynamic":
+            with torch.no_grad():
+                assert (deploy(x) - want).abs().max() < 1e-4

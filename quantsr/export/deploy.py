@@ -57,13 +57,24 @@ def _learned(q: QConv2d | QLinear) -> tuple[torch.Tensor, float, float, int, int
         raise ValueError("the model has an uninitialised activation quantizer: train or calibrate it first")
     levels, step = q.integer_weight()
     qn, qp = aq.qrange()
+    a = float(aq.step.detach())
+    # LSQ steps are free parameters and can cross zero in training. a * round(clamp(x / a, qn, qp)) with a < 0
+    # equals |a| * round(clamp(x / |a|, -qp, -qn)) (ties aside), and step * levels = |step| * (-levels):
+    # backends need positive scales, so flip the sign into the integer range.
+    if a < 0:
+        a, qn, qp = -a, -qp, -qn
+    if float(step) < 0:
+        levels, step = -levels, -step
     channels = q.weight.shape[1] * (q.groups if isinstance(q, nn.Conv2d) else 1)
     tau = torch.zeros(channels) if aq.tau is None else aq.tau.detach().float().clone()
-    return levels, float(step), float(aq.step.detach()), qn, qp, tau
+    return levels, float(step), a, qn, qp, tau
 
 
-def _qparams(q: QConv2d | QLinear, weight_scale: float, a: float, qn: int, qp: int) -> LayerQParams:
+def _qparams(q: QConv2d | QLinear, levels: torch.Tensor, weight_scale: float, a: float, qn: int,
+             qp: int) -> LayerQParams:
     lo, hi = q.weight_quantizer.level_range
+    if int(levels.min()) < lo or int(levels.max()) > hi:  # sign-flipped levels (negative step)
+        lo, hi = -hi, -lo
     return LayerQParams(a, qn, qp, weight_scale, int(lo), int(hi), q.w_bits, q.a_bits)
 
 
@@ -100,7 +111,7 @@ class FixedQuantConv2d(nn.Conv2d):
                 new.prescale.weight.fill_(1.0 / a)
                 new.prescale.bias.copy_(tau / a + 0.5)
             new.level_lo, new.level_hi = qn + 0.5, qp + 0.5
-        return new, _qparams(q, weight_scale, a, qn, qp)
+        return new, _qparams(q, levels, weight_scale, a, qn, qp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.activations == "static":
@@ -125,7 +136,7 @@ class FixedQuantLinear(nn.Linear):
             new.weight.copy_(levels.float() * step)
             if q.bias is not None:
                 new.bias.copy_(q.bias)
-        return new, _qparams(q, step, a, qn, qp)
+        return new, _qparams(q, levels, step, a, qn, qp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = torch.clamp(x * self.inv_act_scale + self.offset, self.level_lo, self.level_hi)
