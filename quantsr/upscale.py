@@ -58,6 +58,8 @@ def load_runner(model: str | os.PathLike | torch.nn.Module | None, scale: int = 
     (eager fallback with a warning if the runtime is missing), a quantsr checkpoint, or a module."""
     if isinstance(model, torch.nn.Module):
         return model.eval()
+    if callable(model):  # an already loaded runner (e.g. PteModule), reused across files
+        return model
     path = default_model_path(scale, bits) if model is None else Path(model)
     if path.suffix == ".pte":
         try:

@@ -74,7 +74,17 @@ def ramp_model(scale: int):
     return run
 
 
-FAKE_MODELS = {"nearest": nearest_model, "ramp": ramp_model}
+def mirror_model(scale: int):
+    """Fake model "mirror": (nearest(x) + nearest(x rotated by 180 degrees)) * 0.5 in float32. Every output pixel
+    depends on the pixel at the opposite corner of the (padded) patch, so the padding's side, size and content
+    (edge replication) all show in the result."""
+    def run(x: torch.Tensor) -> torch.Tensor:
+        up = nearest_model(scale)
+        return (up(x) + up(torch.flip(x, dims=(2, 3)))) * 0.5
+    return run
+
+
+FAKE_MODELS = {"nearest": nearest_model, "ramp": ramp_model, "mirror": mirror_model}
 
 
 def _image(h: int, w: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -160,7 +170,7 @@ def tiling_vectors() -> dict:
 
 STITCH_CASES = [  # (model, scale, tile, overlap)
     ("nearest", 2, 4, 2), ("ramp", 2, 4, 2), ("ramp", 2, 5, 3), ("ramp", 3, 5, 1), ("ramp", 2, 16, 16),
-    ("ramp", 2, 3, 0),
+    ("ramp", 2, 3, 0), ("mirror", 2, 4, 2), ("mirror", 2, 16, 16), ("mirror", 3, 5, 1),
 ]
 
 
@@ -176,7 +186,8 @@ def stitch_vectors() -> dict:
             "about": "quantsr.upscale._run_tiled with fake models: per tile, planar float patch of the padded region, "
                      f"padded on the bottom/right by edge replication to at least min_side={MIN_SIDE}, model, crop "
                      "the core, clamp/255/round to uint8, write opaque ARGB. nearest: out[c,Y,X] = in[c,Y//s,X//s]; "
-                     "ramp: nearest + (Y+X)/512 in float32, Y,X output coordinates inside the padded patch",
+                     "ramp: nearest + (Y+X)/512 in float32, Y,X output coordinates inside the padded patch; mirror: "
+                     "(nearest(x) + nearest(x flipped in H and W)) * 0.5 in float32",
             "min_side": MIN_SIDE, "height": h, "width": w, "argb": to_argb(rgb, alpha), "cases": cases}
 
 

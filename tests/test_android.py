@@ -60,7 +60,7 @@ def test_sync_models_writes_a_manifest_the_vectors_agree_with(tmp_path):
             "quant": "learned", "bits": {"weights": 4, "activations": 4, "quantized_layers": 20},
             "input": {"name": "lr", "dtype": "float32", "shape": None},
             "output": {"name": "sr", "dtype": "float32", "shape": None}, "dynamic_hw": True, "tile": None}
-    (exported / "imdn_w4a4.json").write_text(json.dumps(card))
+    (exported / "imdn_w4a4.pte.json").write_text(json.dumps(card))  # as quantsr export names it
     manifest = sync_models.sync([exported], tmp_path / "assets")
     assert (tmp_path / "assets" / "imdn_w4a4.pte").read_bytes() == b"PTE" * 100
     written = json.loads((tmp_path / "assets" / "models.json").read_text())

@@ -101,6 +101,14 @@ def test_stitch_vectors_are_run_tiled():
     # the ramp model is position dependent: different tilings give different pictures (the vectors catch offsets)
     ramps = [c for c in v["cases"] if c["model"] == "ramp" and c["scale"] == 2]
     assert len({tuple(c["argb"]) for c in ramps}) == len(ramps)
+    # the mirror model reads the padding: replicating the edge differs from e.g. wrapping around or zeros
+    mirror = next(c for c in v["cases"] if c["model"] == "mirror" and c["tile"] >= v["height"])
+    h, w, s = v["height"], v["width"], mirror["scale"]
+    padded = np.pad(rgb, ((0, MIN_SIDE - h), (0, 0), (0, 0)), mode="wrap")
+    run = mv.FAKE_MODELS["mirror"](s)
+    wrapped = run(torch.from_numpy(padded.transpose(2, 0, 1).copy()).float().div(255).unsqueeze(0))[0, :, : h * s]
+    wrapped = wrapped.clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).numpy()
+    assert not np.array_equal(wrapped, argb_to_rgb(mirror["argb"], h * s, w * s))
 
 
 def test_models_manifest_follows_the_model_card():

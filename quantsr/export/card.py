@@ -103,10 +103,13 @@ def _calibration(scale: int, side: int, batches: int = 8) -> list[torch.Tensor]:
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, formats: tuple[str, ...] = FORMATS,
                       tile: int | None = None, quant: str | None = None, evaluate_set5: bool = True,
+                      max_side: int = 320,
                       stage: Callable[[str], None] = lambda s: None) -> list[dict[str, Any]]:
     """Export a quantsr (or public) checkpoint to ``out_dir/<stem>.pte`` and/or ``<stem>.mlpackage`` with a
     ``.json`` card beside each. ``quant``: default ``learned`` for a QAT checkpoint, ``fp32`` otherwise.
-    ``tile``: fixed input side (default: dynamic H/W for .pte, 64 for Core ML). Returns the cards."""
+    ``tile``: fixed input side (default: dynamic H/W up to ``max_side`` for .pte, 64 for Core ML; ExecuTorch
+    plans memory for the largest shape, so ``max_side`` bounds the runtime's RSS: 320 covers 256-px tiles with
+    32-px margins and every Set5 image at x2-x4). Returns the cards."""
     from quantsr.export.coreml import export_coreml
     from quantsr.export.pte import PteModule, export_pte
     from quantsr.pretrained import load_model, read_checkpoint
@@ -131,6 +134,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, formats: t
             path = out_dir / f"{stem}.pte"
             size = (3, tile, tile) if tile else (3, 64, 64)
             result = export_pte(model, path, quant=quant, input_size=size, dynamic=tile is None, stage=stage,
+                                max_side=max_side,
                                 calibration=_calibration(scale, size[1]) if quant == "int8" else ())
             psnr = _set5(_Runtime(PteModule(path)), scale) if evaluate_set5 and tile is None else None
             extra = {"delegated_fraction": round(result.delegated_fraction, 4),

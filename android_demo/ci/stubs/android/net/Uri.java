@@ -1,0 +1,4 @@
+package android.net;
+
+/** Compile-check stub. */
+public abstract class Uri {}

@@ -1,0 +1,4 @@
+package android.os;
+
+/** Compile-check stub. */
+public final class Bundle {}

@@ -1,0 +1,6 @@
+package android.os;
+
+/** Compile-check stub. */
+public class Environment {
+    public static String DIRECTORY_PICTURES = "Pictures";
+}
