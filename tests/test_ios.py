@@ -127,7 +127,8 @@ def test_swift_tests_find_the_shared_vectors():
         assert data["schema"] == 1, f"{name}: the Swift tests read schema 1"
         assert keys <= set(data), f"{name} lacks {keys - set(data)}"
     stitch = json.loads((VECTORS / "stitch.json").read_text())
-    assert {c["model"] for c in stitch["cases"]} <= {"nearest", "ramp"}, "StitchTests.swift knows nearest and ramp"
+    known = {"nearest", "ramp", "mirror"}
+    assert {c["model"] for c in stitch["cases"]} <= known, f"StitchTests.swift knows {sorted(known)}"
 
 
 def test_make_models_json_from_export_cards(tmp_path):

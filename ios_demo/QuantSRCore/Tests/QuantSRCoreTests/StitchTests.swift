@@ -25,10 +25,33 @@ enum FakeModel {
         }
     }
 
+    /// "mirror": (nearest(x) + nearest(x flipped in H and W)) * 0.5 (float32): every output pixel depends on the
+    /// opposite corner of the padded patch, so the padding's side, size and content all show.
+    static func mirror(_ scale: Int) -> (PlanarTensor) -> PlanarTensor {
+        { input in
+            var flipped = input
+            let h = input.shape[2], w = input.shape[3]
+            for c in 0..<input.shape[1] {
+                for y in 0..<h {
+                    for x in 0..<w {
+                        flipped.data[(c * h + y) * w + x] = input.data[(c * h + (h - 1 - y)) * w + (w - 1 - x)]
+                    }
+                }
+            }
+            var up = NearestNeighbour.upscale(input, scale: scale)
+            let other = NearestNeighbour.upscale(flipped, scale: scale)
+            for i in 0..<up.data.count {
+                up.data[i] = (up.data[i] + other.data[i]) * 0.5
+            }
+            return up
+        }
+    }
+
     static func named(_ name: String, scale: Int) -> ((PlanarTensor) -> PlanarTensor)? {
         switch name {
         case "nearest": return nearest(scale)
         case "ramp": return ramp(scale)
+        case "mirror": return mirror(scale)
         default: return nil
         }
     }
