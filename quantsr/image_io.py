@@ -23,6 +23,11 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     Grayscale is replicated to three channels, alpha is dropped, palette / CMYK are converted, 16-bit is scaled
     to 8 bits (rounded), and EXIF orientation is applied, so every input behaves like an 8-bit RGB photo.
     """
+    return pil_to_rgb_array(open_image(path))
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Decode an image file fully, EXIF orientation applied, in its own mode; a clear ImageError otherwise."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
@@ -31,8 +36,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            im = ImageOps.exif_transpose(im)
-            return pil_to_rgb_array(im)
+            return ImageOps.exif_transpose(im)
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not a recognised image file (is it really a {path.suffix or 'image'}?)") from None
     except (OSError, SyntaxError, ValueError) as exc:

@@ -16,9 +16,9 @@ from typing import Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-from quantsr.image_io import ImageError, pil_to_rgb_array
+from quantsr.image_io import ImageError, open_image, pil_to_rgb_array
 from quantsr.tiling import plan_tiles
 
 __all__ = ["DEFAULT_BITS", "cpu_upscale", "default_model_path", "embedded_models", "load_runner"]
@@ -90,19 +90,7 @@ def _open(image: ImageInput) -> Image.Image:
         if array.ndim == 3 and array.shape[2] == 1:
             array = array[:, :, 0]
         return Image.fromarray(array)
-    path = Path(image)
-    if not path.is_file():
-        raise ImageError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise ImageError(f"{path}: empty file (0 bytes); re-export or re-download the image")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return ImageOps.exif_transpose(im)
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not a recognised image file (is it really a {path.suffix or 'image'}?)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{path}: corrupt or truncated image ({exc}); re-export or re-download it") from None
+    return open_image(image)
 
 
 def _split_alpha(im: Image.Image) -> tuple[np.ndarray, Image.Image | None, bool]:

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from quantsr.export.coreml import package_bytes
 from quantsr.image_io import write_text_atomic
 
 __all__ = ["artifact_card", "export_checkpoint", "file_digest", "gzip_bytes"]
@@ -62,17 +63,13 @@ def artifact_card(path: Path, *, model_name: str, scale: int, model: nn.Module, 
         "output": {"name": "sr", "dtype": "float32", "layout": "NCHW, RGB, clamp to [0, 1]",
                    "shape": None if out_shape is None else [1, *out_shape]},
         "dynamic_hw": input_shape is None, "tile": tile,
-        "sha256": file_digest(path), "bytes": _size(path), "gzip_bytes": gzip_bytes(path),
+        "sha256": file_digest(path), "bytes": package_bytes(path), "gzip_bytes": gzip_bytes(path),
         "profile": {"input": [3, 64, 64], "ops": report.ops, "storage_bits": report.storage_bits,
                     "ops_reduction_pct": round(report.ops_reduction_pct, 2),
                     "storage_reduction_pct": round(report.storage_reduction_pct, 2)},
         "set5_psnr": None if set5_psnr is None else round(set5_psnr, 3), "set5_psnr_of": psnr_source,
         **(extra or {}),
     }
-
-
-def _size(path: Path) -> int:
-    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 class _Runtime(nn.Module):
