@@ -7,6 +7,8 @@
   ``benchmarks/results/coreml_sizes.json`` (the Core ML size bars).
 
     .venv/bin/python benchmarks/build_assets.py runs/imdn_w4a4_1200 runs/imdn_w2a2_1200
+    .venv/bin/python benchmarks/build_assets.py checkpoints/imdn_x4_w4a4.pt checkpoints/imdn_x4_w2a2.pt --no-pte
+      # from the committed checkpoints: only the Core ML packages and their sizes (~2 min)
 """
 from __future__ import annotations
 
@@ -25,20 +27,28 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", help="run folders holding model.pt and model_card.json")
+    parser.add_argument("runs", nargs="+", help="run folders holding model.pt and model_card.json, or committed "
+                        "checkpoints/<name>.pt (with <name>.json beside)")
     parser.add_argument("--no-coreml", action="store_true")
+    parser.add_argument("--no-pte", action="store_true", help="skip the embedded .pte files (slow to export)")
     args = parser.parse_args()
     sizes = {}
     for run in map(Path, args.runs):
-        card = json.loads((run / "model_card.json").read_text())
-        bits = card["bits"]["weights"]
-        name = f"{card['architecture']}_x{card['scale']}_w{bits}a{card['bits']['activations']}"
-        (ROOT / "checkpoints").mkdir(exist_ok=True)
-        shutil.copyfile(run / "model.pt", ROOT / "checkpoints" / f"{name}.pt")
-        shutil.copyfile(run / "model_card.json", ROOT / "checkpoints" / f"{name}.json")
-        print(f"checkpoints/{name}.pt")
-        for art in export_checkpoint(ROOT / "checkpoints" / f"{name}.pt", ROOT / "quantsr" / "assets",
-                                     formats=("pte",), stage=lambda s: print("  ", s, flush=True)):
+        if run.suffix == ".pt":  # an already committed checkpoint
+            card = json.loads(run.with_suffix(".json").read_text())
+            name = run.stem
+        else:
+            card = json.loads((run / "model_card.json").read_text())
+            bits = card["bits"]["weights"]
+            name = f"{card['architecture']}_x{card['scale']}_w{bits}a{card['bits']['activations']}"
+            (ROOT / "checkpoints").mkdir(exist_ok=True)
+            shutil.copyfile(run / "model.pt", ROOT / "checkpoints" / f"{name}.pt")
+            shutil.copyfile(run / "model_card.json", ROOT / "checkpoints" / f"{name}.json")
+            print(f"checkpoints/{name}.pt")
+        ptes = [] if args.no_pte else export_checkpoint(
+            ROOT / "checkpoints" / f"{name}.pt", ROOT / "quantsr" / "assets", formats=("pte",),
+            stage=lambda s: print("  ", s, flush=True))
+        for art in ptes:
             print(f"quantsr/assets/{art['file']}: {art['bytes']:,} bytes, Set5 {art['set5_psnr']} dB "
                   f"(eager {art['eager_set5_psnr']:.3f})")
         if not args.no_coreml:

@@ -112,11 +112,13 @@ def rows_to_json(rows: Sequence[BenchRow]) -> list[dict]:
 
 
 def deploy_variants(checkpoint: str | Path, out_dir: str | Path, *, teacher: nn.Module | None = None,
-                    with_set5: bool = True, calibration_side: int = 64,
+                    with_set5: bool = True, calibration_side: int = 64, reuse: bool = False,
                     progress: Callable[[str], None] = lambda s: None) -> tuple[list[Variant], int]:
     """Build (export, load, score) the variants of one QAT checkpoint and its FP teacher (default: the public
-    weights of the same architecture). Returns them and the scale."""
-    from quantsr.export.card import _calibration, _Runtime, _set5
+    weights of the same architecture). Returns them and the scale. ``reuse``: keep the files and Set5 scores an
+    earlier run left in ``out_dir`` (exports take minutes; time them again on a quiet machine without redoing
+    them); scores are reused only for files whose sha256 is unchanged."""
+    from quantsr.export.card import _calibration
     from quantsr.export.pte import PteModule, export_pte
     from quantsr.pretrained import load_model, load_pretrained, read_checkpoint
 
@@ -136,31 +138,71 @@ def deploy_variants(checkpoint: str | Path, out_dir: str | Path, *, teacher: nn.
              ("pte QAT (static)", student, {"quant": "learned", "activations": "static", "calibration": calib,
                                             "min_psnr": 20.0})]
     for name, model, kwargs in specs:
-        progress(f"export {name}")
         path = out_dir / (name.replace(" ", "_").replace("(", "").replace(")", "") + ".pte")
-        export_pte(model, path, input_size=(3, calibration_side, calibration_side), dynamic=True, **kwargs)
+        if reuse and path.exists():
+            progress(f"reuse {path}")
+        else:
+            progress(f"export {name}")
+            export_pte(model, path, input_size=(3, calibration_side, calibration_side), dynamic=True, **kwargs)
         variants.append(Variant(name, PteModule(path), path, ideal_packed_bytes(model)))
-    variants.extend(_onnx_variants(teacher, out_dir, calib, progress))
+    variants.extend(_onnx_variants(teacher, out_dir, calib, progress, reuse))
     if with_set5:
-        for v in variants:
-            progress(f"Set5 PSNR of {v.name}")
-            v.set5_psnr = round(_set5(v.run if isinstance(v.run, nn.Module) else _Runtime(v.run), scale), 3)
+        _score_set5(variants, scale, out_dir / "set5_psnr.json", reuse, progress)
     return variants, scale
 
 
+def _score_set5(variants: list[Variant], scale: int, cache_path: Path, reuse: bool,
+                progress: Callable[[str], None]) -> None:
+    import json
+
+    from quantsr.artifacts import file_digest
+    from quantsr.export.card import _Runtime, _set5
+    from quantsr.image_io import write_text_atomic
+
+    cache = json.loads(cache_path.read_text()) if reuse and cache_path.exists() else {}
+    for v in variants:
+        key = f"{v.name} {file_digest(v.file) if v.file else 'eager'}"
+        if key not in cache:
+            progress(f"Set5 PSNR of {v.name}")
+            cache[key] = round(_set5(v.run if isinstance(v.run, nn.Module) else _Runtime(v.run), scale), 3)
+        v.set5_psnr = cache[key]
+    write_text_atomic(json.dumps(cache, indent=1), cache_path)
+
+
 def _onnx_variants(model: nn.Module, out_dir: Path, calib: list[torch.Tensor],
-                   progress: Callable[[str], None]) -> list[Variant]:
+                   progress: Callable[[str], None], reuse: bool = False) -> list[Variant]:
     try:
         import onnxruntime as ort
-        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
-        from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError:
         progress("onnxruntime not installed: skipping the ONNX Runtime variants (pip install onnxruntime onnxscript)")
         return []
     import numpy as np
 
-    progress("export ONNX")
     fp_path, pre_path, q_path = out_dir / "model_fp32.onnx", out_dir / "model_pre.onnx", out_dir / "model_int8.onnx"
+    if reuse and fp_path.exists() and q_path.exists():
+        progress(f"reuse {fp_path} and {q_path}")
+    else:
+        progress("export ONNX")
+        _export_onnx(model, fp_path, pre_path, q_path, calib)
+    options = ort.SessionOptions()
+
+    options.intra_op_num_threads = torch.get_num_threads()
+    out = []
+    for name, path in (("onnxruntime fp32", fp_path), ("onnxruntime int8 QDQ", q_path)):
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+        def run(x: torch.Tensor, session=session) -> torch.Tensor:
+            return torch.from_numpy(session.run(None, {"lr": np.ascontiguousarray(x.numpy())})[0])
+
+        out.append(Variant(name, run, path, None))
+    return out
+
+
+def _export_onnx(model: nn.Module, fp_path: Path, pre_path: Path, q_path: Path, calib: list[torch.Tensor]) -> None:
+    """fp32 ONNX with dynamic H/W, and its int8 QDQ form (per-channel weights, activations calibrated on calib)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
     h, w = torch.export.Dim("h", min=8, max=1024), torch.export.Dim("w", min=8, max=1024)
     torch.onnx.export(model, (torch.rand(1, 3, 64, 64),), str(fp_path), dynamo=True, input_names=["lr"],
                       output_names=["sr"], dynamic_shapes=({2: h, 3: w},))
@@ -174,14 +216,3 @@ def _onnx_variants(model: nn.Module, out_dir: Path, calib: list[torch.Tensor],
             return next(self.items, None)
 
     quantize_static(str(pre_path), str(q_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    out = []
-    for name, path in (("onnxruntime fp32", fp_path), ("onnxruntime int8 QDQ", q_path)):
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-        def run(x: torch.Tensor, session=session) -> torch.Tensor:
-            return torch.from_numpy(session.run(None, {"lr": np.ascontiguousarray(x.numpy())})[0])
-
-        out.append(Variant(name, run, path, None))
-    return out

@@ -37,6 +37,9 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         with Image.open(path) as im:
             im.load()
             return ImageOps.exif_transpose(im)
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{path}: {exc.args[0].split(',')[0]} (PIL's safety limit); downscale it or split it "
+                         "into parts first") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not a recognised image file (is it really a {path.suffix or 'image'}?)") from None
     except (OSError, SyntaxError, ValueError) as exc:

@@ -179,7 +179,7 @@ def stitch_vectors() -> dict:
     rgb, alpha = _image(h, w, 3)
     cases = []
     for name, scale, tile, overlap in STITCH_CASES:
-        out = _run_tiled(FAKE_MODELS[name](scale), rgb, scale, tile, overlap, None)
+        out = np.asarray(_run_tiled(FAKE_MODELS[name](scale), rgb, scale, tile, overlap, None))
         cases.append({"model": name, "scale": scale, "tile": tile, "overlap": overlap,
                       "out_height": h * scale, "out_width": w * scale, "argb": to_argb(out)})
     return {"schema": SCHEMA,

@@ -43,29 +43,3 @@ def test_gradle_files_pin_the_documented_versions():
     assert not (demo / "gradle" / "wrapper" / "gradle-wrapper.jar").exists()
     assert "app/src/main/assets/" in (demo / ".gitignore").read_text()
 
-
-def test_sync_models_writes_a_manifest_the_vectors_agree_with(tmp_path):
-    """android_demo/tools/sync_models.py turns `quantsr export` output (.pte + card) into assets/models.json with
-    the fields of tests/vectors/models.json (the example the app's JUnit tests parse)."""
-    import importlib.util
-    import json
-
-    spec = importlib.util.spec_from_file_location("sync_models", ROOT / "android_demo" / "tools" / "sync_models.py")
-    sync_models = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sync_models)
-    exported = tmp_path / "exported"
-    exported.mkdir()
-    (exported / "imdn_w4a4.pte").write_bytes(b"PTE" * 100)
-    card = {"file": "imdn_w4a4.pte", "backend": "executorch-xnnpack", "architecture": "imdn", "scale": 4,
-            "quant": "learned", "bits": {"weights": 4, "activations": 4, "quantized_layers": 20},
-            "input": {"name": "lr", "dtype": "float32", "shape": None},
-            "output": {"name": "sr", "dtype": "float32", "shape": None}, "dynamic_hw": True, "tile": None}
-    (exported / "imdn_w4a4.pte.json").write_text(json.dumps(card))  # as quantsr export names it
-    manifest = sync_models.sync([exported], tmp_path / "assets")
-    assert (tmp_path / "assets" / "imdn_w4a4.pte").read_bytes() == b"PTE" * 100
-    written = json.loads((tmp_path / "assets" / "models.json").read_text())
-    assert written == manifest
-    example = json.loads((ROOT / "tests" / "vectors" / "models.json").read_text())
-    assert set(written["models"][0]) == set(example["models"][0])
-    assert written["models"][0]["name"] == "imdn x4 W4A4" and written["models"][0]["bytes"] == 300
-    assert written["models"][0]["tile"] == 256 and written["models"][0]["input"]["shape"] is None

@@ -35,3 +35,9 @@ def test_deploy_bench_runs_every_variant(tmp_path):
     assert len(rows) == 2 * len(variants) and all(r.median_ms > 0 and r.rss_mb > 0 for r in rows)
     assert all(r.bytes for r in rows if r.variant.startswith("pte"))
     assert "pte QAT (dynamic)" in table(rows)
+    # --reuse: a second run keeps the exported files (no re-export) and builds the same variants from them
+    stamps = {v.name: v.file.stat().st_mtime_ns for v in variants if v.file}
+    again, _ = deploy_variants(tmp_path / "q.pt", tmp_path / "out", teacher=teacher, with_set5=False,
+                               calibration_side=16, reuse=True)
+    assert [v.name for v in again] == names
+    assert {v.name: v.file.stat().st_mtime_ns for v in again if v.file} == stamps

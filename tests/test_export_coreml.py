@@ -1,15 +1,17 @@
-"""Core ML export on tiny models: palettized learned weights decompress to the trained ones bit for bit."""
+"""Core ML export on tiny models: palettized learned weights decompress to the trained ones bit for bit, and the
+compacted program (shared consts, short names, split ops, small tensors inline) computes the deploy model."""
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_export_pte import tiny_qat
 
-from quantsr.export.coreml import _decompressed_consts, _grid_lut, export_coreml
+from quantsr.export.coreml import INLINE_MAX_BYTES, _decompressed_consts, _grid_lut, export_coreml
 from quantsr.registry import create_model
 
 
@@ -32,11 +34,11 @@ def test_coreml_export_palettizes_learned_weights_exactly(tmp_path):
         out = export_coreml(net, tmp_path / f"w{bits}.mlpackage", input_size=(3, 24, 24))
         assert out.weights_exact and out.path.is_dir() and out.int8_layers
         consts = _decompressed_consts(out.path)
-        for name, module in net.named_modules():
-            if hasattr(module, "act_quantizer"):
-                key = "p_" + name.replace(".", "_") + "_weight_palettized"
-                levels = torch.unique(torch.from_numpy(consts[key]))
-                assert len(levels) <= 2**bits
+        learned = {name: module for name, module in net.named_modules() if hasattr(module, "act_quantizer")}
+        assert set(out.mil_names) == set(learned)
+        for name, module in learned.items():
+            weight = consts[out.mil_names[name]]  # the decompressed palettized weight, renamed short
+            assert len(np.unique(weight)) <= 2**bits and weight.shape == tuple(module.weight.shape)
         sizes[bits] = out.bytes
     fp = export_coreml(create_model("imdn", scale=2, num_feat=32, num_blocks=1), tmp_path / "fp.mlpackage",
                        input_size=(3, 24, 24), quantize_rest=False)
@@ -64,3 +66,86 @@ def test_export_cli_writes_verified_artifacts_and_cards(tmp_path):
         assert card["input"]["shape"] == [1, 3, 24, 24] and card["output"]["shape"] == [1, 3, 48, 48]
         assert card["bytes"] > 0 and len(card["sha256"]) == 64 and card["gzip_bytes"] < card["bytes"]
     assert main(["export", str(tmp_path / "missing.pt"), "--out", str(out)]) == 2
+
+
+def _run_mil(path, x: np.ndarray) -> np.ndarray:
+    """A small fp32 interpreter (torch ops) for the MIL ops of an exported IMDN, to run a package on Linux."""
+    import coremltools as ct
+    import coremltools.optimize as cto
+    import torch.nn.functional as F
+    from coremltools.converters.mil.frontend.milproto.load import load
+
+    mlmodel = cto.coreml.decompress_weights(ct.models.MLModel(str(path), skip_model_load=True))
+    spec = mlmodel.get_spec()
+    fn = load(spec, specification_version=spec.specificationVersion, file_weights_dir=mlmodel.weights_dir
+              ).functions["main"]
+    env = {v: torch.from_numpy(x) for v in fn.inputs.values()}
+    binary = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "maximum": torch.maximum, "pow": torch.pow}
+    unary = {"floor": torch.floor, "sqrt": torch.sqrt, "sigmoid": torch.sigmoid, "relu": torch.relu}
+    for op in fn.operations:
+        if op.op_type == "const":
+            continue
+        c = {k: v.val for k, v in op.inputs.items() if not isinstance(v, (list, tuple))}
+        t = {k: env[v] if v in env else torch.from_numpy(np.array(v.val, dtype=np.float32))
+             for k, v in op.inputs.items() if k in ("x", "y", "weight", "bias")}
+        if op.op_type == "conv":
+            pad = [int(p) for p in c["pad"]] if c["pad_type"] == "custom" else [0, 0, 0, 0]
+            assert c["pad_type"] in ("custom", "valid") and pad[0] == pad[1] and pad[2] == pad[3]
+            out = F.conv2d(t["x"], t["weight"], t.get("bias"), stride=tuple(int(s) for s in c["strides"]),
+                           padding=(pad[0], pad[2]), dilation=tuple(int(d) for d in c["dilations"]),
+                           groups=int(c["groups"]))
+        elif op.op_type in binary:
+            out = binary[op.op_type](t["x"], t["y"])
+        elif op.op_type in unary:
+            out = unary[op.op_type](t["x"])
+        elif op.op_type == "clip":
+            out = torch.clamp(t["x"], float(c["alpha"]), float(c["beta"]))
+        elif op.op_type == "leaky_relu":
+            out = F.leaky_relu(t["x"], float(c["alpha"]))
+        elif op.op_type == "reduce_mean":
+            out = t["x"].mean(dim=tuple(int(a) for a in c["axes"]), keepdim=bool(c["keep_dims"]))
+        elif op.op_type == "concat":
+            out = torch.cat([env[v] for v in op.inputs["values"]], dim=int(c["axis"]))
+        elif op.op_type == "pixel_shuffle":
+            out = F.pixel_shuffle(t["x"], int(c["upscale_factor"]))
+        elif op.op_type == "split":
+            for v, o in zip(op.outputs, torch.split(t["x"], [int(s) for s in c["split_sizes"]], int(c["axis"]))):
+                env[v] = o
+            continue
+        else:
+            raise NotImplementedError(op.op_type)
+        env[op.outputs[0]] = out
+    return env[fn.outputs[0]].numpy()
+
+
+@pytest.mark.parametrize("bits", [2, 4])
+def test_coreml_program_is_compact_and_computes_the_deploy_model(tmp_path, bits):
+    from coremltools.models.utils import load_spec
+    from coremltools.proto import MIL_pb2
+
+    from quantsr.export.deploy import to_deploy_model
+
+    net = tiny_qat(bits=bits)
+    out = export_coreml(net, tmp_path / "m.mlpackage", input_size=(3, 24, 24), quantize_rest=False)
+    assert out.weights_exact
+    assert not (out.path / "executorch_debug_handle_mapping.json").exists()
+    spec = load_spec(str(out.path))
+    fn = spec.mlProgram.functions["main"]
+    ops = fn.block_specializations[fn.opset].operations
+    assert spec.specificationVersion == 8  # iOS 17
+    assert [i.name for i in spec.description.input] == ["lr"] and [o.name for o in spec.description.output] == ["sr"]
+    assert not [op for op in ops if op.type == "slice_by_index"]  # the IMDB channel slices are split ops
+    assert len([op for op in ops if op.type == "conv"]) == len([m for m in net.modules() if isinstance(m, nn.Conv2d)])
+    consts = [op.attributes["val"] for op in ops if op.type == "const"]
+    assert len({c.SerializeToString() for c in consts}) == len(consts)  # every constant stored once
+    itemsize = {MIL_pb2.FLOAT32: 4, MIL_pb2.FLOAT16: 2, MIL_pb2.INT8: 1, MIL_pb2.UINT8: 1}
+    blobs = [v for op in ops for v in op.attributes.values() if v.HasField("blobFileValue")]
+    assert blobs and all(np.prod([d.constant.size for d in v.type.tensorType.dimensions])
+                         * itemsize[v.type.tensorType.dataType] > INLINE_MAX_BYTES for v in blobs)
+    names = [o.name for op in ops for o in op.outputs]
+    assert len(set(names)) == len(names) and max(len(n) for n in names) <= 3
+    # the compacted program computes what the deploy model computes (prescale as a multiply-add included)
+    x = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = to_deploy_model(net, "dynamic")[0](x).numpy()
+    np.testing.assert_allclose(_run_mil(out.path, x.numpy()), want, rtol=0, atol=1e-5)

@@ -130,31 +130,3 @@ def test_swift_tests_find_the_shared_vectors():
     known = {"nearest", "ramp", "mirror"}
     assert {c["model"] for c in stitch["cases"]} <= known, f"StitchTests.swift knows {sorted(known)}"
 
-
-def test_make_models_json_from_export_cards(tmp_path):
-    spec = importlib.util.spec_from_file_location("make_models_json", IOS / "scripts" / "make_models_json.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    # the cards `quantsr export --format all` writes (quantsr.export.card.artifact_card, abridged)
-    (tmp_path / "m.pte").write_bytes(b"pte")
-    (tmp_path / "m.mlpackage").mkdir()
-    common = {"architecture": "imdn", "scale": 4, "quant": "learned", "bits": {"weights": 4, "activations": 4},
-              "sha256": "ab" * 32, "bytes": 3}
-    (tmp_path / "m.pte.json").write_text(json.dumps({
-        **common, "file": "m.pte", "backend": "executorch-xnnpack", "tile": None, "dynamic_hw": True,
-        "input": {"name": "lr", "dtype": "float32", "shape": None},
-        "output": {"name": "sr", "dtype": "float32", "shape": None}}))
-    (tmp_path / "m.mlpackage.json").write_text(json.dumps({
-        **common, "file": "m.mlpackage", "backend": "coreml", "tile": 64, "dynamic_hw": False,
-        "input": {"name": "lr", "dtype": "float32", "shape": [1, 3, 64, 64]},
-        "output": {"name": "sr", "dtype": "float32", "shape": [1, 3, 256, 256]}}))
-    assert module.main([str(tmp_path)]) == 0
-    manifest = json.loads((tmp_path / "models.json").read_text())
-    example = json.loads((VECTORS / "models.json").read_text())
-    assert manifest["schema"] == example["schema"]
-    pte, ml = manifest["models"]
-    assert set(example["models"][0]) <= set(pte), "same fields as the shared example"
-    assert (pte["file"], pte["backend"], pte["tile"], pte["overlap"], pte["input"]["shape"]) == \
-        ("m.pte", "executorch-xnnpack", 256, 16, None)
-    assert (ml["file"], ml["backend"], ml["tile"], ml["input"]["shape"]) == ("m.mlpackage", "coreml", 64, [1, 3, 64, 64])
-    assert pte["name"] == "imdn x4 W4A4 (ExecuTorch)" and ml["name"] == "imdn x4 W4A4 (Core ML)"

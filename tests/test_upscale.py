@@ -70,6 +70,13 @@ def test_bad_files_are_clear_errors(tiny, tmp_path):
             cpu_upscale(tmp_path / name, scale=2, model=tiny)
 
 
+def test_an_image_over_pils_pixel_limit_is_a_clear_error(tiny, tmp_path, monkeypatch):
+    Image.fromarray(photo(20, 30)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200)  # 600 px is then over twice the limit: PIL refuses it
+    with pytest.raises(ImageError, match="safety limit"):
+        cpu_upscale(tmp_path / "big.png", scale=2, model=tiny)
+
+
 def test_upscale_cli_file_folder_and_compare(tiny, tmp_path):
     from quantsr.checkpoint import save_atomic
     from quantsr.cli import main

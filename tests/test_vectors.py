@@ -94,8 +94,8 @@ def test_stitch_vectors_are_run_tiled():
     for case in v["cases"]:
         s = case["scale"]
         got = argb_to_rgb(case["argb"], case["out_height"], case["out_width"])
-        assert np.array_equal(got, _run_tiled(mv.FAKE_MODELS[case["model"]](s), rgb, s, case["tile"],
-                                              case["overlap"], None))
+        assert np.array_equal(got, np.asarray(_run_tiled(mv.FAKE_MODELS[case["model"]](s), rgb, s, case["tile"],
+                                                         case["overlap"], None)))
         if case["model"] == "nearest":  # translation-invariant: tiles must reproduce the whole image
             assert np.array_equal(got, rgb.repeat(s, 0).repeat(s, 1))
     # the ramp model is position dependent: different tilings give different pictures (the vectors catch offsets)

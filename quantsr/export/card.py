@@ -2,8 +2,6 @@
 (JSON) beside it that an app or a benchmark can read without PyTorch."""
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -12,29 +10,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from quantsr.artifacts import file_digest, gzip_bytes
 from quantsr.export.coreml import package_bytes
 from quantsr.image_io import write_text_atomic
 
 __all__ = ["artifact_card", "export_checkpoint", "file_digest", "gzip_bytes"]
 
 FORMATS = ("pte", "coreml")
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file, or of an ``.mlpackage`` directory (its files' relative paths and contents, sorted)."""
-    h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
-        if f != path:
-            h.update(str(f.relative_to(path)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
-
-
-def gzip_bytes(path: Path) -> int:
-    """Bytes after ``gzip -9`` (what an app package or a download ships), summed over a package's files."""
-    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
-    return sum(len(gzip.compress(f.read_bytes(), 9)) for f in files)
 
 
 def _bits(model: nn.Module) -> dict[str, Any]:
@@ -134,7 +116,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, formats: t
                                 max_side=max_side,
                                 calibration=_calibration(scale, size[1]) if quant == "int8" else ())
             psnr = _set5(_Runtime(PteModule(path)), scale) if evaluate_set5 and tile is None else None
-            extra = {"delegated_fraction": round(result.delegated_fraction, 4),
+            extra = {"max_side": None if tile else max_side,  # the largest H/W the dynamic .pte accepts
+                     "delegated_fraction": round(result.delegated_fraction, 4),
                      "agreement_psnr_vs_eager": round(result.agreement_psnr, 2), "eager_set5_psnr": eager_psnr}
             card = artifact_card(path, model_name=meta["model"], scale=scale, model=model, backend="executorch-xnnpack",
                                  quant=quant, input_shape=None if tile is None else list(size), tile=tile,

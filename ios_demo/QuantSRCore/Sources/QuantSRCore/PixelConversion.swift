@@ -105,20 +105,7 @@ public enum StridedCopy {
         let total = shape.reduce(1, *)
         var out = [Float]()
         out.reserveCapacity(total)
-        if total == 0 { return out }
-        var index = [Int](repeating: 0, count: shape.count)
-        for _ in 0..<total {
-            var offset = 0
-            for k in 0..<shape.count { offset += index[k] * strides[k] }
-            out.append(source[offset])
-            var k = shape.count - 1
-            while k >= 0 {
-                index[k] += 1
-                if index[k] < shape[k] { break }
-                index[k] = 0
-                k -= 1
-            }
-        }
+        forEachOffset(shape: shape, strides: strides) { out.append(source[$0]) }
         return out
     }
 
@@ -131,11 +118,23 @@ public enum StridedCopy {
     public static func scatter(_ values: [Float], into destination: UnsafeMutableBufferPointer<Float>,
                                shape: [Int], strides: [Int]) {
         precondition(shape.count == strides.count && values.count == shape.reduce(1, *))
+        var next = 0
+        forEachOffset(shape: shape, strides: strides) { offset in
+            destination[offset] = values[next]
+            next += 1
+        }
+    }
+
+    /// Calls `body` with the storage offset `sum(i_k * strides[k])` of every element `[i0, i1, ...]` of `shape`,
+    /// in row-major order (the last index fastest), the order of a contiguous array.
+    private static func forEachOffset(shape: [Int], strides: [Int], _ body: (Int) -> Void) {
+        let total = shape.reduce(1, *)
+        if total == 0 { return }
         var index = [Int](repeating: 0, count: shape.count)
-        for value in values {
+        for _ in 0..<total {
             var offset = 0
             for k in 0..<shape.count { offset += index[k] * strides[k] }
-            destination[offset] = value
+            body(offset)
             var k = shape.count - 1
             while k >= 0 {
                 index[k] += 1

@@ -28,6 +28,8 @@ import java.util.concurrent.Executors
 class MainActivity : Activity() {
     private val worker: ExecutorService = Executors.newSingleThreadExecutor()
     private var models: List<ModelEntry> = emptyList()
+    private var pushedModelDir: File? = null // `--es model_dir`: models pushed with adb instead of the assets
+    private var modelsProblem: String? = null // why no models could be listed
     private var modelIndex = 0
     private var engine: Engine? = null // used on the worker thread only
     private var input: Image? = null
@@ -46,9 +48,11 @@ class MainActivity : Activity() {
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
         buildViews()
+        pushedModelDir = intent.getStringExtra(EXTRA_MODEL_DIR)?.let { File(it) }
         try {
-            models = Models.list(assets)
+            models = pushedModelDir?.let { Models.listPushed(it) } ?: Models.list(assets)
         } catch (e: Exception) {
+            modelsProblem = e.message
             say("${e.message}")
         }
         if (models.isNotEmpty()) {
@@ -145,29 +149,45 @@ class MainActivity : Activity() {
         super.onActivityResult(requestCode, resultCode, data)
         val uri = data?.data
         if (requestCode != REQUEST_PHOTO || resultCode != RESULT_OK || uri == null) return
+        inBackground("cannot open the photo") {
+            val image = Photos.decode(contentResolver, uri)
+            val scale = models.getOrNull(modelIndex)?.scale ?: 4
+            val (w, h) = Tiling.fitInput(image.width, image.height, scale, MAX_OUTPUT_PIXELS)
+            val fitted = Photos.scaled(image, w, h)
+            val note = if (w != image.width) " (reduced from ${image.width}x${image.height} to fit memory)" else ""
+            val bitmap = Photos.toBitmap(fitted)
+            runOnUiThread {
+                input = fitted
+                before = bitmap
+                after = null
+                showingAfter = false
+            }
+            say("photo ${fitted.width}x${fitted.height}$note")
+        }
+    }
+
+    /**
+     * Runs `task` on the worker thread with the buttons disabled; an exception is logged and shown as
+     * "`failure`: message". Afterwards the buttons come back and `then` runs, on the UI thread.
+     */
+    private fun inBackground(
+        failure: String,
+        then: () -> Unit = {},
+        task: () -> Unit,
+    ) {
         busy = true
         refresh()
         worker.execute {
             try {
-                val image = Photos.decode(contentResolver, uri)
-                val scale = models.getOrNull(modelIndex)?.scale ?: 4
-                val (w, h) = Tiling.fitInput(image.width, image.height, scale, MAX_OUTPUT_PIXELS)
-                val fitted = Photos.scaled(image, w, h)
-                val note = if (w != image.width) " (reduced from ${image.width}x${image.height} to fit memory)" else ""
-                val bitmap = Photos.toBitmap(fitted)
-                runOnUiThread {
-                    input = fitted
-                    before = bitmap
-                    after = null
-                    showingAfter = false
-                }
-                say("photo ${fitted.width}x${fitted.height}$note")
+                task()
             } catch (e: Exception) {
-                say("cannot open the photo: ${e.message}")
+                Log.e(TAG, failure, e)
+                say("$failure: ${e.message}")
             }
             runOnUiThread {
                 busy = false
                 refresh()
+                then()
             }
         }
     }
@@ -181,51 +201,40 @@ class MainActivity : Activity() {
         engine?.close()
         engine = null
         say("loading ${model.file} ...")
-        val file = Models.install(assets, model, filesDir)
+        val file = pushedModelDir?.let { Models.pushed(it, model) } ?: Models.install(assets, model, filesDir)
         return Engine(file.path, model, threads).also { engine = it }
     }
 
     private fun upscale() {
         val image = input ?: return
         val model = models[modelIndex]
-        busy = true
-        refresh()
-        worker.execute {
-            try {
-                val e = engineFor(model, 0)
-                val out = Bitmap.createBitmap(image.width * model.scale, image.height * model.scale, Bitmap.Config.ARGB_8888)
-                val tile = Tiling.tileFor(model.tile, model.overlap, model.fixedSide)
-                val start = System.nanoTime()
-                val tiles =
-                    Tiling.upscale(
-                        image,
-                        model.scale,
-                        tile,
-                        model.overlap,
-                        e,
-                        Photos.sinkInto(out),
-                        minSide = model.minSide,
-                        fixedSide = model.fixedSide,
-                        progress = { done, total -> say("tile $done / $total") },
-                    )
-                val ms = (System.nanoTime() - start) / 1e6
-                runOnUiThread {
-                    after = out
-                    showingAfter = true
-                }
-                val size = File(e.path).length() / 1e6
-                say(
-                    "${model.label}: ${image.width}x${image.height} -> ${out.width}x${out.height} in " +
-                        "%.0f ms (%d tiles, %.1f ms/tile); model %.2f MB".format(ms, tiles, ms / tiles, size),
+        inBackground("upscale failed") {
+            val e = engineFor(model, 0)
+            val out = Bitmap.createBitmap(image.width * model.scale, image.height * model.scale, Bitmap.Config.ARGB_8888)
+            val tile = Tiling.tileFor(model.tile, model.overlap, model.fixedSide)
+            val start = System.nanoTime()
+            val tiles =
+                Tiling.upscale(
+                    image,
+                    model.scale,
+                    tile,
+                    model.overlap,
+                    e,
+                    Photos.sinkInto(out),
+                    minSide = model.minSide,
+                    fixedSide = model.fixedSide,
+                    progress = { done, total -> say("tile $done / $total") },
                 )
-            } catch (e: Exception) {
-                Log.e(TAG, "upscale failed", e)
-                say("upscale failed: ${e.message}")
-            }
+            val ms = (System.nanoTime() - start) / 1e6
             runOnUiThread {
-                busy = false
-                refresh()
+                after = out
+                showingAfter = true
             }
+            val size = File(e.path).length() / 1e6
+            say(
+                "${model.label}: ${image.width}x${image.height} -> ${out.width}x${out.height} in " +
+                    "%.0f ms (%d tiles, %.1f ms/tile); model %.2f MB".format(ms, tiles, ms / tiles, size),
+            )
         }
     }
 
@@ -236,66 +245,50 @@ class MainActivity : Activity() {
 
     private fun save() {
         val bitmap = after ?: return
-        busy = true
-        refresh()
-        worker.execute {
-            try {
-                val name = "quantsr_x${models[modelIndex].scale}_${System.currentTimeMillis()}.png"
-                say("saved ${Photos.save(contentResolver, bitmap, name, getExternalFilesDir("Pictures"))}")
-            } catch (e: Exception) {
-                say("save failed: ${e.message}")
-            }
-            runOnUiThread {
-                busy = false
-                refresh()
-            }
+        inBackground("save failed") {
+            val name = "quantsr_x${models[modelIndex].scale}_${System.currentTimeMillis()}.png"
+            say("saved ${Photos.save(contentResolver, bitmap, name, getExternalFilesDir("Pictures"))}")
         }
     }
 
-    /** `adb shell am start ... --ez benchmark true [--ei iterations 20] [--ei warmup 3] [--es sizes 64,256] ...` */
+    /**
+     * `adb shell am start ... --ez benchmark true [--ei iterations 20] [--ei warmup 3] [--es sizes 64,256] ...`;
+     * logs QUANTSR_BENCHMARK_DONE <file> or QUANTSR_BENCHMARK_FAILED: <why> (`quantsr mobile bench-android` waits
+     * for them).
+     */
     private fun benchmark() {
-        val model = models.getOrNull(modelIndex) ?: return say("benchmark: no models in the assets")
-        busy = true
-        worker.execute {
-            try {
-                val config =
-                    BenchmarkConfig(
-                        iterations = intent.getIntExtra(EXTRA_ITERATIONS, 20),
-                        warmup = intent.getIntExtra(EXTRA_WARMUP, 3),
-                        sizes =
-                            model.fixedSide?.let { listOf(it) }
-                                ?: BenchmarkConfig.parseSizes(intent.getStringExtra(EXTRA_SIZES), model.minSide),
-                        threads = intent.getIntExtra(EXTRA_THREADS, 0),
-                    )
-                val e = engineFor(model, config.threads)
-                val rows =
-                    Benchmark.run(
-                        e,
-                        "${model.label} (executorch-android)",
-                        model.scale,
-                        File(e.path).length(),
-                        config,
-                        rssKb = { Bench.vmRssKb(File("/proc/self/status").readText()) },
-                        progress = { say("benchmark $it") },
-                    )
-                val device = "${Build.MANUFACTURER} ${Build.MODEL} (API ${Build.VERSION.SDK_INT})"
-                val text = Benchmark.report(rows, model, device, config)
-                val dir = getExternalFilesDir(null) ?: filesDir
-                val file = File(dir, BENCHMARK_FILE)
-                file.writeText(text)
-                File(filesDir, BENCHMARK_FILE).writeText(text)
-                val summary = rows.joinToString("; ") { "${it["input"]}: ${it["median_ms"]} ms median" }
-                say("benchmark done: $summary; wrote ${file.path}")
-                Log.i(TAG, "QUANTSR_BENCHMARK_DONE ${file.path}")
-            } catch (e: Exception) {
-                Log.e(TAG, "benchmark failed", e)
-                say("QUANTSR_BENCHMARK_FAILED ${e.message}")
-            }
-            runOnUiThread {
-                busy = false
-                refresh()
-                if (intent.getBooleanExtra(EXTRA_EXIT, false)) finish()
-            }
+        val model = models.getOrNull(modelIndex) ?: return say("QUANTSR_BENCHMARK_FAILED: no models: $modelsProblem")
+        val exitWhenDone = intent.getBooleanExtra(EXTRA_EXIT, false)
+        inBackground("QUANTSR_BENCHMARK_FAILED", then = { if (exitWhenDone) finish() }) {
+            val config =
+                BenchmarkConfig(
+                    iterations = intent.getIntExtra(EXTRA_ITERATIONS, 20),
+                    warmup = intent.getIntExtra(EXTRA_WARMUP, 3),
+                    sizes =
+                        model.fixedSide?.let { listOf(it) }
+                            ?: BenchmarkConfig.parseSizes(intent.getStringExtra(EXTRA_SIZES), model.minSide),
+                    threads = intent.getIntExtra(EXTRA_THREADS, 0),
+                )
+            val e = engineFor(model, config.threads)
+            val rows =
+                Benchmark.run(
+                    e,
+                    "${model.label} (executorch-android)",
+                    model.scale,
+                    File(e.path).length(),
+                    config,
+                    rssKb = { Bench.vmRssKb(File("/proc/self/status").readText()) },
+                    progress = { say("benchmark $it") },
+                )
+            val device = "${Build.MANUFACTURER} ${Build.MODEL} (API ${Build.VERSION.SDK_INT})"
+            val text = Benchmark.report(rows, model, device, config)
+            val dir = getExternalFilesDir(null) ?: filesDir
+            val file = File(dir, BENCHMARK_FILE)
+            file.writeText(text)
+            File(filesDir, BENCHMARK_FILE).writeText(text)
+            val summary = rows.joinToString("; ") { "${it["input"]}: ${it["median_ms"]} ms median" }
+            say("benchmark done: $summary; wrote ${file.path}")
+            Log.i(TAG, "QUANTSR_BENCHMARK_DONE ${file.path}")
         }
     }
 
@@ -310,6 +303,7 @@ class MainActivity : Activity() {
         const val EXTRA_SIZES = "sizes"
         const val EXTRA_THREADS = "threads"
         const val EXTRA_MODEL = "model"
+        const val EXTRA_MODEL_DIR = "model_dir"
         const val EXTRA_EXIT = "exit"
     }
 }

@@ -22,10 +22,40 @@ object Models {
                         "android_demo/app/src/main/assets (see android_demo/README.md) and rebuild",
                 )
             }
-        val models = Manifest.parse(text).filter { it.isExecuTorch }
+        return executorchModels(text)
+    }
+
+    /** models.json and `.pte` files pushed to a folder on the device (`--es model_dir`, see README.md). */
+    fun listPushed(dir: File): List<ModelEntry> {
+        val manifest = File(dir, MANIFEST)
+        if (!manifest.isFile) throw IOException("no $MANIFEST in $dir: push it with the .pte files")
+        return executorchModels(manifest.readText())
+    }
+
+    /** A pushed model, run in place (it is a real file already), after the same checks as an installed copy. */
+    fun pushed(
+        dir: File,
+        entry: ModelEntry,
+    ): File {
+        val file = File(dir, entry.file)
+        if (!file.isFile) throw IOException("$MANIFEST lists ${entry.file} but $dir does not hold it")
+        if (!matches(file, entry)) throw IOException("${entry.file}: size or sha256 differs from $MANIFEST in $dir")
+        return file
+    }
+
+    private fun executorchModels(manifest: String): List<ModelEntry> {
+        val models = Manifest.parse(manifest).filter { it.isExecuTorch }
         if (models.isEmpty()) throw IOException("$MANIFEST lists no ExecuTorch (.pte) models")
         return models
     }
+
+    /** Whether `file` has the size and sha256 that models.json gives (when it gives them). */
+    private fun matches(
+        file: File,
+        entry: ModelEntry,
+    ): Boolean =
+        (entry.bytes == null || file.length() == entry.bytes) &&
+            (entry.sha256 == null || sha256(file) == entry.sha256)
 
     /** The model's path under `filesDir/models`, copied from the assets unless an identical copy is there. */
     fun install(
@@ -36,11 +66,7 @@ object Models {
         val dir = File(filesDir, "models")
         dir.mkdirs()
         val target = File(dir, entry.file)
-        if (target.isFile && (entry.bytes == null || target.length() == entry.bytes) &&
-            (entry.sha256 == null || sha256(target) == entry.sha256)
-        ) {
-            return target
-        }
+        if (target.isFile && matches(target, entry)) return target
         val tmp = File(dir, entry.file + ".tmp")
         try {
             assets.open(entry.file).use { input -> tmp.outputStream().use { input.copyTo(it, 1 shl 16) } }
@@ -49,7 +75,7 @@ object Models {
         }
         if (entry.sha256 != null && sha256(tmp) != entry.sha256) {
             tmp.delete()
-            throw IOException("${entry.file}: sha256 differs from models.json (stale assets? re-run the sync)")
+            throw IOException("${entry.file}: sha256 differs from models.json (stale assets? re-run `quantsr mobile sync --app android`)")
         }
         if (!tmp.renameTo(target)) throw IOException("cannot move $tmp to $target")
         return target

@@ -29,8 +29,12 @@ data class ModelEntry(
     /** The fixed input side of a model exported with `--tile`, null for dynamic H/W. */
     val fixedSide: Int? get() = inputShape?.let { it[2].toInt() }
 
+    /** The name, with the bit-widths appended unless the name already states them (sync writes "... W4A4"). */
     val label: String
-        get() = if (weightBits == null) name else "$name (W${weightBits}A${activationBits ?: weightBits})"
+        get() {
+            val bits = weightBits?.let { "W${it}A${activationBits ?: it}" } ?: return name
+            return if (name.contains(bits)) name else "$name ($bits)"
+        }
 }
 
 /**

@@ -54,6 +54,17 @@ class ManifestTest {
     }
 
     @Test
+    fun labelStatesTheBitsOnce() {
+        val json =
+            "{\"models\": [" +
+                "{\"name\": \"imdn x4 W4A4\", \"file\": \"a.pte\", \"scale\": 4, \"bits\": {\"weights\": 4, \"activations\": 4}}, " +
+                "{\"name\": \"mine\", \"file\": \"b.pte\", \"scale\": 4, \"bits\": {\"weights\": 2, \"activations\": 2}}, " +
+                "{\"name\": \"fp\", \"file\": \"c.pte\", \"scale\": 4}]}"
+        val labels = Manifest.parse(json).map { it.label }
+        assertEquals(listOf("imdn x4 W4A4", "mine (W2A2)", "fp"), labels)
+    }
+
+    @Test
     fun rejectsBadManifestsNamingTheProblem() {
         for (bad in expected.objects("invalid")) {
             try {
