@@ -10,9 +10,11 @@ Three kinds (``quant``):
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,6 +99,21 @@ def lower_to_pte(model: nn.Module, example: torch.Tensor, *, quant: str = "fp32"
     return edge.to_executorch(), edge
 
 
+@contextlib.contextmanager
+def _quiet_runtime_imports() -> Iterator[None]:
+    """Importing the runtime imports torchao, which logs a warning for each CUDA extension a CPU machine cannot
+    load, and torch logs a deprecation from its pytree registry: noise for someone upscaling a photo."""
+    noisy = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
+    levels = [logger.level for logger in noisy]
+    for logger in noisy:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(noisy, levels):
+            logger.setLevel(level)
+
+
 def _register_quantized_kernels() -> None:
     try:
         import executorch.kernels.quantized  # noqa: F401
@@ -108,9 +125,10 @@ class PteModule:
     """A saved ``.pte`` run through the ExecuTorch Python runtime, called like a module on (1, C, H, W) tensors."""
 
     def __init__(self, path: str | Path) -> None:
-        from executorch.runtime import Runtime
+        with _quiet_runtime_imports():
+            from executorch.runtime import Runtime
 
-        _register_quantized_kernels()
+            _register_quantized_kernels()
         self.path = Path(path)
         program = Runtime.get().load_program(self.path)
         self.method = program.load_method("forward")
