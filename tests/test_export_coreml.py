@@ -65,6 +65,8 @@ def test_export_cli_writes_verified_artifacts_and_cards(tmp_path):
         assert card["backend"] == backend and card["bits"]["weights"] == 2 and card["scale"] == 2
         assert card["input"]["shape"] == [1, 3, 24, 24] and card["output"]["shape"] == [1, 3, 48, 48]
         assert card["bytes"] > 0 and len(card["sha256"]) == 64 and card["gzip_bytes"] < card["bytes"]
+    pte_card = json.loads((out / "tiny.pte.json").read_text())
+    assert 0.5 < pte_card["delegated_fraction"] <= 1 and isinstance(pte_card["non_delegated_ops"], dict)
     assert main(["export", str(tmp_path / "missing.pt"), "--out", str(out)]) == 2
 
 

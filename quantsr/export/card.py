@@ -118,6 +118,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, formats: t
             psnr = _set5(_Runtime(PteModule(path)), scale) if evaluate_set5 and tile is None else None
             extra = {"max_side": None if tile else max_side,  # the largest H/W the dynamic .pte accepts
                      "delegated_fraction": round(result.delegated_fraction, 4),
+                     "non_delegated_ops": result.non_delegated_ops,  # what runs outside XNNPACK, op -> count
                      "agreement_psnr_vs_eager": round(result.agreement_psnr, 2), "eager_set5_psnr": eager_psnr}
             card = artifact_card(path, model_name=meta["model"], scale=scale, model=model, backend="executorch-xnnpack",
                                  quant=quant, input_shape=None if tile is None else list(size), tile=tile,
