@@ -157,21 +157,29 @@ object Json {
                 if (i >= s.length || s[i] != ':') fail("expected ':'")
                 i++
                 map[key] = value()
-                skipSpace()
-                if (i >= s.length) fail("unterminated object")
-                when (s[i++]) {
-                    ',' -> {
-                        continue
-                    }
+                if (endOf('}', "object")) return map
+            }
+        }
 
-                    '}' -> {
-                        return map
-                    }
+        /** After an item of an object or array: true at its `close`, false after a ',' (another item follows). */
+        fun endOf(
+            close: Char,
+            what: String,
+        ): Boolean {
+            skipSpace()
+            if (i >= s.length) fail("unterminated $what")
+            return when (s[i++]) {
+                ',' -> {
+                    false
+                }
 
-                    else -> {
-                        i--
-                        fail("expected ',' or '}'")
-                    }
+                close -> {
+                    true
+                }
+
+                else -> {
+                    i--
+                    fail("expected ',' or '$close'")
                 }
             }
         }
@@ -186,22 +194,7 @@ object Json {
             }
             while (true) {
                 list.add(value())
-                skipSpace()
-                if (i >= s.length) fail("unterminated array")
-                when (s[i++]) {
-                    ',' -> {
-                        continue
-                    }
-
-                    ']' -> {
-                        return list
-                    }
-
-                    else -> {
-                        i--
-                        fail("expected ',' or ']'")
-                    }
-                }
+                if (endOf(']', "array")) return list
             }
         }
 

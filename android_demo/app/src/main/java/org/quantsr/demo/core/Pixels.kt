@@ -35,13 +35,20 @@ object Pixels {
         require(pixels.size == width * height) { "expected ${width * height} pixels, got ${pixels.size}" }
         val plane = width * height
         val out = FloatArray(3 * plane)
-        for (i in 0 until plane) {
-            val p = pixels[i]
-            out[i] = ((p shr 16) and 0xFF) / 255f
-            out[plane + i] = ((p shr 8) and 0xFF) / 255f
-            out[2 * plane + i] = (p and 0xFF) / 255f
-        }
+        for (i in 0 until plane) putArgb(out, plane, i, pixels[i])
         return out
+    }
+
+    /** Write the ARGB pixel `p` as planar floats in [0, 1] at index `i` of each `plane`-sized channel of `out`. */
+    fun putArgb(
+        out: FloatArray,
+        plane: Int,
+        i: Int,
+        p: Int,
+    ) {
+        out[i] = ((p shr 16) and 0xFF) / 255f
+        out[plane + i] = ((p shr 8) and 0xFF) / 255f
+        out[2 * plane + i] = (p and 0xFF) / 255f
     }
 
     /** Planar [1, 3, H, W] floats to opaque ARGB ints. */

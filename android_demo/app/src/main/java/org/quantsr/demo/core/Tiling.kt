@@ -107,11 +107,7 @@ object Tiling {
         for (y in 0 until padH) {
             val row = (t.py0 + minOf(y, h - 1)) * image.width + t.px0
             for (x in 0 until padW) {
-                val p = image.argb[row + minOf(x, w - 1)]
-                val i = y * padW + x
-                out[i] = ((p shr 16) and 0xFF) / 255f
-                out[plane + i] = ((p shr 8) and 0xFF) / 255f
-                out[2 * plane + i] = (p and 0xFF) / 255f
+                Pixels.putArgb(out, plane, y * padW + x, image.argb[row + minOf(x, w - 1)])
             }
         }
         return out
