@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from quantsr.export import PteModule, export_pte, to_deploy_model
+from quantsr.export.deploy import ChannelSplitConv, split_output_convs
 from quantsr.export.quantizer import node_layer_name
 from quantsr.quant import QuantSRConfig, calibrate_, quantize_
 from quantsr.registry import create_model
@@ -43,14 +44,35 @@ def test_deploy_model_computes_the_fake_quant_model(activations, bits):
         assert len(torch.unique(levels)) <= 2**bits
 
 
+@pytest.mark.parametrize("activations", ["static", "dynamic", None])
+def test_split_output_convs_compute_the_same_values(activations):
+    net = tiny_qat(bits=4)
+    if activations is None:  # a float model (fp32 and int8 PTQ exports)
+        deploy, qparams = create_model("imdn", scale=2, num_feat=32, num_blocks=1).eval(), None
+    else:
+        deploy, qparams = to_deploy_model(net, activations)
+    x = torch.rand(1, 3, 20, 28)
+    with torch.no_grad():
+        want = deploy(x)
+        split_output_convs(deploy, qparams)
+        got = deploy(x)
+    assert torch.equal(got, want)
+    splits = [m for m in deploy.modules() if isinstance(m, ChannelSplitConv)]
+    assert len(splits) == 3 and [p.out_channels for p in splits[0].parts] == [8, 24]
+    if qparams is not None:  # the parts carry the layer's learned qparams under their own names
+        assert "body.0.conv1" not in qparams and qparams["body.0.conv1.parts.0"] == qparams["body.0.conv1.parts.1"]
+
+
 def test_learned_export_runs_and_agrees(tmp_path):
     net = tiny_qat(bits=4)
     x = torch.rand(1, 3, 24, 24)
     result = export_pte(net, tmp_path / "m.pte", quant="learned", input_size=(3, 24, 24), dynamic=True,
                         max_side=64, check_input=x, min_psnr=35.0)
     assert result.path.exists() and result.bytes == result.path.stat().st_size
-    # dynamic H/W leaves slices (and their q/dq) to the portable kernels; every conv must be delegated
-    assert result.delegated_fraction > 0.5 and not any("convolution" in op for op in result.non_delegated_ops)
+    # IMDN's channel split is exported as split convs: with dynamic H/W only shape arithmetic, the pixel
+    # shuffle's views (and here the one-input cat of a 1-block body) stay outside XNNPACK
+    assert result.delegated_fraction > 0.85, result.non_delegated_ops
+    assert not any("slice" in op or "convolution" in op for op in result.non_delegated_ops)
     other = torch.rand(1, 3, 40, 32)  # dynamic H and W
     with torch.no_grad():
         want = net(other)

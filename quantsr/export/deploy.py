@@ -24,6 +24,7 @@ Two forms (``activations``), measured on IMDN x4 W4A4 (Set5, the eager fake-quan
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -33,7 +34,8 @@ from torch import nn
 from quantsr.quant import ActQuantizer
 from quantsr.quant.layers import QConv2d, QLinear, is_quantized_attention
 
-__all__ = ["FixedQuantConv2d", "FixedQuantLinear", "LayerQParams", "to_deploy_model"]
+__all__ = ["ChannelSplitConv", "FixedQuantConv2d", "FixedQuantLinear", "LayerQParams", "split_output_convs",
+           "to_deploy_model"]
 
 
 @dataclass(frozen=True)
@@ -114,11 +116,15 @@ class FixedQuantConv2d(nn.Conv2d):
         return new, _qparams(q, levels, weight_scale, a, qn, qp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.activations == "static":
-            k = torch.clamp(x + self.tau, self.act_lo, self.act_hi)  # rounded by the int8 quantize (scale a)
-        else:
-            k = torch.floor(torch.clamp(self.prescale(x), self.level_lo, self.level_hi))
-        return self._conv_forward(k, self.weight, self.bias)
+        return self._conv_forward(_learned_input(self, x), self.weight, self.bias)
+
+
+def _learned_input(m: FixedQuantConv2d | ChannelSplitConv, x: torch.Tensor) -> torch.Tensor:
+    """A learned conv's input on its grid (static: in units of x, rounded by the int8 quantize of scale a;
+    dynamic: the integer level k)."""
+    if m.activations == "static":
+        return torch.clamp(x + m.tau, m.act_lo, m.act_hi)
+    return torch.floor(torch.clamp(m.prescale(x), m.level_lo, m.level_hi))
 
 
 class FixedQuantLinear(nn.Linear):
@@ -141,6 +147,66 @@ class FixedQuantLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = torch.clamp(x * self.inv_act_scale + self.offset, self.level_lo, self.level_hi)
         return F.linear(torch.floor(u) * self.act_scale, self.weight, self.bias)
+
+
+class ChannelSplitConv(nn.Module):
+    """A conv computed as one conv per group of output channels, returning the groups as a tuple: the values of
+    ``conv(x)[:, a:b]`` without the slice ops. XNNPACK delegates a slice only when every dimension is static, so
+    with dynamic H and W each slice of a conv output (IMDN's distillation split) leaves the delegate: a
+    subgraph boundary, two layout transposes and a portable copy, ~25% of the default .pte's run time.
+    A :class:`FixedQuantConv2d` keeps one shared input stage (its learned activation quantizer) for all groups."""
+
+    def __init__(self, conv: nn.Conv2d, sizes: Sequence[int]) -> None:
+        super().__init__()
+        if sum(sizes) != conv.out_channels:
+            raise ValueError(f"split sizes {list(sizes)} do not add up to the conv's {conv.out_channels} outputs")
+        self.quantized = isinstance(conv, FixedQuantConv2d)
+        if self.quantized:
+            self.activations = conv.activations
+            if conv.activations == "static":
+                self.register_buffer("tau", conv.tau)
+                self.act_lo, self.act_hi = conv.act_lo, conv.act_hi
+            else:
+                self.prescale = conv.prescale
+                self.level_lo, self.level_hi = conv.level_lo, conv.level_hi
+        self.parts = nn.ModuleList()
+        start = 0
+        for size in sizes:
+            part = nn.Conv2d(conv.in_channels, size, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+                             dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
+                             padding_mode=conv.padding_mode)
+            with torch.no_grad():
+                part.weight.copy_(conv.weight[start:start + size])
+                if conv.bias is not None:
+                    part.bias.copy_(conv.bias[start:start + size])
+            self.parts.append(part)
+            start += size
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.quantized:
+            x = _learned_input(self, x)
+        return tuple(part(x) for part in self.parts)
+
+
+def split_output_convs(model: nn.Module, qparams: dict[str, LayerQParams] | None = None) -> nn.Module:
+    """Replace, in place, every conv that a module lists in ``export_channel_splits()`` (child name -> group
+    sizes) by a :class:`ChannelSplitConv`; the module's forward must accept the tuple. ``qparams`` (from
+    :func:`to_deploy_model`) are re-keyed to the parts' names, which is what the PT2E quantizer looks up."""
+    for name, module in list(model.named_modules()):
+        splits = getattr(module, "export_channel_splits", None)
+        if splits is None:
+            continue
+        for child, sizes in splits().items():
+            conv = getattr(module, child)
+            if isinstance(conv, ChannelSplitConv):
+                continue
+            setattr(module, child, ChannelSplitConv(conv, sizes))
+            full = f"{name}.{child}" if name else child
+            if qparams is not None and full in qparams:
+                qp = qparams.pop(full)
+                for i in range(len(sizes)):
+                    qparams[f"{full}.parts.{i}"] = qp
+    return model
 
 
 def to_deploy_model(model: nn.Module, activations: str = "static") -> tuple[nn.Module, dict[str, LayerQParams]]:

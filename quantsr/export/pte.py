@@ -11,6 +11,7 @@ Three kinds (``quant``):
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import time
@@ -156,7 +157,7 @@ def export_pte(model: nn.Module, path: str | Path, *, quant: str = "learned", re
     ``calibration`` batches of model inputs), ``"fp32"``. ``dynamic``: H and W are export-time ``Dim``s (8 to
     ``max_side``); otherwise the model only accepts ``input_size``.
     """
-    from quantsr.export.deploy import to_deploy_model
+    from quantsr.export.deploy import split_output_convs, to_deploy_model
     from quantsr.export.quantizer import LearnedQParamsQuantizer, int8_quantizer
 
     if quant not in QUANT_KINDS:
@@ -166,13 +167,16 @@ def export_pte(model: nn.Module, path: str | Path, *, quant: str = "learned", re
     if quant == "int8" and not calibration:
         raise ValueError("int8 export needs calibration batches (e.g. quantsr.ptq.calibration_batches)")
     example = torch.rand(1, *input_size, generator=torch.Generator().manual_seed(0))
-    quantizer, graph_model = None, model
+    quantizer, graph_model = None, copy.deepcopy(model)
     if quant == "learned":
         stage("fold learned quantizers")
         graph_model, qparams = to_deploy_model(model, activations)
+        split_output_convs(graph_model, qparams)
         quantizer = LearnedQParamsQuantizer(qparams, rest=rest, activations=activations)
-    elif quant == "int8":
-        quantizer = int8_quantizer()
+    else:
+        split_output_convs(graph_model)
+        if quant == "int8":
+            quantizer = int8_quantizer()
     start = time.perf_counter()
     program, edge = lower_to_pte(graph_model, example, quant=quant, quantizer=quantizer, calibration=calibration,
                                  dynamic=dynamic, max_side=max_side, stage=stage)

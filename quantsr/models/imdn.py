@@ -60,14 +60,22 @@ class IMDB(nn.Module):
         self.cca = ContrastChannelAttention(self.distilled * 4)
         self.conv_fuse = conv_layer(self.distilled * 4, num_feat, 1)
 
-    def _split(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # Slicing rather than torch.split: XNNPACK delegates slice_copy but not split_with_sizes_copy.
+    def export_channel_splits(self) -> dict[str, tuple[int, int]]:
+        """The convs whose outputs are split (see quantsr.export.deploy.split_output_convs)."""
+        return {name: (self.distilled, self.remaining) for name in ("conv1", "conv2", "conv3")}
+
+    def _distill(self, conv: nn.Module, act: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = conv(x)
+        if isinstance(out, tuple):  # the export form: the conv computes the two groups itself, no slicing
+            return act(out[0]), act(out[1])
+        # Slicing rather than torch.split: XNNPACK delegates slice_copy (static shapes) but not split_with_sizes.
+        t = act(out)
         return t[:, : self.distilled], t[:, self.distilled :]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        d1, r1 = self._split(self.act1(self.conv1(x)))
-        d2, r2 = self._split(self.act2(self.conv2(r1)))
-        d3, r3 = self._split(self.act3(self.conv3(r2)))
+        d1, r1 = self._distill(self.conv1, self.act1, x)
+        d2, r2 = self._distill(self.conv2, self.act2, r1)
+        d3, r3 = self._distill(self.conv3, self.act3, r2)
         d4 = self.conv4(r3)
         out = torch.cat([d1, d2, d3, d4], dim=1)
         return self.conv_fuse(self.cca(out)) + x
