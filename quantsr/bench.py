@@ -104,12 +104,17 @@ def _artifact_files(path: Path) -> list[Path]:
 
 
 def table(rows: Sequence[BenchRow]) -> str:
-    """Markdown table of :func:`bench` rows."""
-    head = ("| variant | input | median ms | out MP/s | file bytes | gzip bytes | ideal bytes | Set5 PSNR | "
-            "RSS MB |\n|---|---|---|---|---|---|---|---|---|")
+    """Markdown table of :func:`bench` rows; "speedup" is the first variant's median (eager fp32 in
+    :func:`deploy_variants`) over this one's, at the same input size."""
+    head = ("| variant | input | median ms | speedup | out MP/s | file bytes | gzip bytes | ideal bytes | Set5 PSNR | "
+            "RSS MB |\n|---|---|---|---|---|---|---|---|---|---|")
     fmt = lambda x, f="{:,}": "—" if x is None else f.format(x)  # noqa: E731
-    lines = [f"| {r.variant} | {r.input} | {r.median_ms:.1f} | {r.megapixels_per_s:.2f} | {fmt(r.bytes)} | "
-             f"{fmt(r.gzip_bytes)} | {fmt(r.ideal_bytes)} | {fmt(r.set5_psnr, '{:.3f}')} | {r.rss_mb:.0f} |"
+    reference: dict[str, float] = {}
+    for r in rows:
+        reference.setdefault(r.input, r.median_ms)
+    lines = [f"| {r.variant} | {r.input} | {r.median_ms:.1f} | {reference[r.input] / r.median_ms:.2f}x | "
+             f"{r.megapixels_per_s:.2f} | {fmt(r.bytes)} | {fmt(r.gzip_bytes)} | {fmt(r.ideal_bytes)} | "
+             f"{fmt(r.set5_psnr, '{:.3f}')} | {r.rss_mb:.0f} |"
              for r in rows]
     return "\n".join([head, *lines])
 

@@ -41,3 +41,18 @@ def test_deploy_bench_runs_every_variant(tmp_path):
                                calibration_side=16, reuse=True)
     assert [v.name for v in again] == names
     assert {v.name: v.file.stat().st_mtime_ns for v in again if v.file} == stamps
+
+
+def test_table_reports_speedup_over_the_first_variant_per_input():
+    from quantsr.bench import BenchRow
+
+    def row(name: str, size: str, ms: float) -> BenchRow:
+        return BenchRow(name, size, ms, 1.0, None, None, None, None, 100.0, [ms])
+
+    rows = [row("eager fp32", "64x64", 80.0), row("eager fp32", "256x256", 1000.0),
+            row("pte", "64x64", 40.0), row("pte", "256x256", 1250.0)]
+    lines = table(rows).splitlines()
+    assert "| speedup |" in lines[0]
+    assert lines[2].startswith("| eager fp32 | 64x64 | 80.0 | 1.00x |")
+    assert lines[4].startswith("| pte | 64x64 | 40.0 | 2.00x |")
+    assert lines[5].startswith("| pte | 256x256 | 1250.0 | 0.80x |")
