@@ -153,7 +153,7 @@ class ChannelSplitConv(nn.Module):
     """A conv computed as one conv per group of output channels, returning the groups as a tuple: the values of
     ``conv(x)[:, a:b]`` without the slice ops. XNNPACK delegates a slice only when every dimension is static, so
     with dynamic H and W each slice of a conv output (IMDN's distillation split) leaves the delegate: a
-    subgraph boundary, two layout transposes and a portable copy, ~25% of the default .pte's run time.
+    subgraph boundary, two layout transposes and a portable copy (IMDN x4: 1108 -> 891 ms at 256x256 without).
     A :class:`FixedQuantConv2d` keeps one shared input stage (its learned activation quantizer) for all groups."""
 
     def __init__(self, conv: nn.Conv2d, sizes: Sequence[int]) -> None:
