@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from quantsr.export.card import _Runtime, _set5
-from quantsr.export.pte import PteModule, export_pte
+from quantsr.export.pte import PteModule, _quiet_runtime_imports, _register_quantized_kernels, export_pte
 from quantsr.image_io import write_text_atomic
 from quantsr.pretrained import load_model, load_pretrained, read_checkpoint
 
@@ -37,7 +37,8 @@ def op_profile(path: Path, side: int, runs: int = 3) -> dict[str, float]:
     from executorch.devtools import Inspector
     from executorch.extension.pybindings import portable_lib
 
-    PteModule(path)  # registers the quantized kernels the program may call outside the delegate
+    with _quiet_runtime_imports():
+        _register_quantized_kernels()  # kernels the program may call outside the delegate
     module = portable_lib._load_for_executorch(str(path), enable_etdump=True, debug_buffer_size=0)
     x = torch.rand(1, 3, side, side)
     for _ in range(runs):
@@ -79,12 +80,13 @@ def main() -> None:
             export_pte(student, path, rest=rest, input_size=(3, 64, 64), dynamic=True, max_side=max(320, args.side))
         files[name] = path
     files.update({str(p): Path(p) for p in args.pte})
-    for name, path in files.items():
-        result["variants"][name] = {"file": str(path), "set5_psnr": round(_set5(_Runtime(PteModule(path)), scale), 4)}
+    programs = {name: PteModule(path) for name, path in files.items()}
+    for name, program in programs.items():
+        result["variants"][name] = {"file": str(files[name]), "set5_psnr": round(_set5(_Runtime(program), scale), 4)}
         print(f"{name}: Set5 {result['variants'][name]['set5_psnr']}", flush=True)
 
     runners = {"eager fp32": load_pretrained(meta["model"], scale, **meta.get("model_kwargs", {})).eval()}
-    runners.update({name: PteModule(path) for name, path in files.items()})
+    runners.update(programs)
     x = torch.rand(1, 3, args.side, args.side, generator=torch.Generator().manual_seed(0))
     samples: dict[str, list[float]] = {name: [] for name in runners}
     with torch.no_grad():

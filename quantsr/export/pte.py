@@ -167,14 +167,14 @@ def export_pte(model: nn.Module, path: str | Path, *, quant: str = "learned", re
     if quant == "int8" and not calibration:
         raise ValueError("int8 export needs calibration batches (e.g. quantsr.ptq.calibration_batches)")
     example = torch.rand(1, *input_size, generator=torch.Generator().manual_seed(0))
-    quantizer, graph_model = None, copy.deepcopy(model)
+    quantizer = None
     if quant == "learned":
         stage("fold learned quantizers")
-        graph_model, qparams = to_deploy_model(model, activations)
+        graph_model, qparams = to_deploy_model(model, activations)  # a copy
         split_output_convs(graph_model, qparams)
         quantizer = LearnedQParamsQuantizer(qparams, rest=rest, activations=activations)
     else:
-        split_output_convs(graph_model)
+        graph_model = split_output_convs(copy.deepcopy(model))
         if quant == "int8":
             quantizer = int8_quantizer()
     start = time.perf_counter()
