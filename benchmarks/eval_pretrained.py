@@ -11,10 +11,10 @@ import json
 import time
 from pathlib import Path
 
-from quantsr.data import BenchmarkSet
-from quantsr.evaluate import evaluate
-from quantsr.image_io import write_text_atomic
-from quantsr.pretrained import KNOWN_CHECKPOINTS, load_pretrained
+from quantsr.artifacts.atomic import write_text_atomic
+from quantsr.data.datasets import BenchmarkSet
+from quantsr.eval.evaluate import evaluate
+from quantsr.models.weights import load_pretrained, public_checkpoints
 
 # (model, scale) -> {set: (PSNR, SSIM)} as published (IMDN paper) or measured by the weights' MANIFEST.
 PUBLISHED = {
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "pretrained.json"))
     args = parser.parse_args()
     rows = []
-    for ckpt in KNOWN_CHECKPOINTS:
+    for ckpt in public_checkpoints():
         if args.only and ckpt.model not in args.only:
             continue
         for scale in ckpt.scales:

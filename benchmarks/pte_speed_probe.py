@@ -24,10 +24,12 @@ from pathlib import Path
 
 import torch
 
-from quantsr.export.card import _Runtime, _set5
-from quantsr.export.pte import PteModule, _quiet_runtime_imports, _register_quantized_kernels, export_pte
-from quantsr.image_io import write_text_atomic
-from quantsr.pretrained import load_model, load_pretrained, read_checkpoint
+from quantsr.artifacts.atomic import write_text_atomic
+from quantsr.checkpoints.load import load_model_and_info
+from quantsr.export.pipeline import ArtifactModule, set5_psnr
+from quantsr.export.pte import export_pte
+from quantsr.models.weights import load_pretrained
+from quantsr.runtime.pte import PteModule, quiet_runtime_imports, register_quantized_kernels
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,8 +39,8 @@ def op_profile(path: Path, side: int, runs: int = 3) -> dict[str, float]:
     from executorch.devtools import Inspector
     from executorch.extension.pybindings import portable_lib
 
-    with _quiet_runtime_imports():
-        _register_quantized_kernels()  # kernels the program may call outside the delegate
+    with quiet_runtime_imports():
+        register_quantized_kernels()  # kernels the program may call outside the delegate
     module = portable_lib._load_for_executorch(str(path), enable_etdump=True, debug_buffer_size=0)
     x = torch.rand(1, 3, side, side)
     for _ in range(runs):
@@ -65,13 +67,12 @@ def main() -> None:
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "pte_speed_probe.json"))
     args = parser.parse_args()
 
-    _, meta = read_checkpoint(args.checkpoint)
-    scale = int(meta["scale"])
-    student = load_model(None, scale, args.checkpoint)
+    student, info = load_model_and_info(args.checkpoint)
+    scale = info.scale
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result: dict = {"checkpoint": args.checkpoint, "side": args.side, "threads": torch.get_num_threads(),
-                    "eager_set5_psnr": round(_set5(student, scale), 4), "variants": {}}
+                    "eager_set5_psnr": round(set5_psnr(student, scale), 4), "variants": {}}
     files = {}
     for name, rest in (("default (rest fp32)", "fp32"), ("rest int8", "int8")):
         path = out / f"{rest}.pte"
@@ -82,10 +83,11 @@ def main() -> None:
     files.update({str(p): Path(p) for p in args.pte})
     programs = {name: PteModule(path) for name, path in files.items()}
     for name, program in programs.items():
-        result["variants"][name] = {"file": str(files[name]), "set5_psnr": round(_set5(_Runtime(program), scale), 4)}
+        psnr = round(set5_psnr(ArtifactModule(program), scale), 4)
+        result["variants"][name] = {"file": str(files[name]), "set5_psnr": psnr}
         print(f"{name}: Set5 {result['variants'][name]['set5_psnr']}", flush=True)
 
-    runners = {"eager fp32": load_pretrained(meta["model"], scale, **meta.get("model_kwargs", {})).eval()}
+    runners = {"eager fp32": load_pretrained(info.model, scale, **info.model_kwargs).eval()}
     runners.update(programs)
     x = torch.rand(1, 3, args.side, args.side, generator=torch.Generator().manual_seed(0))
     samples: dict[str, list[float]] = {name: [] for name in runners}

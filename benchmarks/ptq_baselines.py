@@ -12,11 +12,12 @@ import json
 import time
 from pathlib import Path
 
-from quantsr import PatchDataset, evaluate, load_pretrained
-from quantsr.data import default_data_root
-from quantsr.image_io import write_text_atomic
-from quantsr.ptq import PTQ_METHODS, calibration_batches, ptq_
+from quantsr import evaluate
+from quantsr.artifacts.atomic import write_text_atomic
+from quantsr.data.datasets import PatchDataset, default_data_root
+from quantsr.models.weights import load_pretrained
 from quantsr.quant import QuantSRConfig
+from quantsr.quant.ptq import PTQ_METHODS, calibration_batches, ptq_
 
 
 def main() -> None:

@@ -17,9 +17,11 @@ import argparse
 import json
 from pathlib import Path
 
-from quantsr.image_io import write_text_atomic
-from quantsr.pretrained import find_checkpoint, load_pretrained
-from quantsr.qat import QATConfig, quantize_checkpoint
+from quantsr.artifacts.atomic import write_text_atomic
+from quantsr.models.weights import find_checkpoint, load_pretrained
+from quantsr.qat.config import TrainRecipe
+from quantsr.qat.pipeline import quantize_checkpoint
+from quantsr.quant.recipe import QuantRecipe
 
 ARMS: dict[str, dict] = {
     "full": {},
@@ -47,14 +49,18 @@ def main() -> None:
         scale = settings.pop("scale", 4)
         settings.setdefault("w_bits", args.bits)
         settings.setdefault("a_bits", args.bits)
-        qat = QATConfig(iterations=args.iterations, val_every=args.iterations, checkpoint_every=20, **settings)
+        distill = settings.pop("distill", True)
+        recipe = QuantRecipe(**settings)
+        train = TrainRecipe(iterations=args.iterations, val_every=args.iterations, checkpoint_every=20,
+                            distill=distill)
         card_path = RESULTS / "ablation" / f"{arm}.json"
         if card_path.exists():
             card = json.loads(card_path.read_text())
         else:
             out = Path(args.runs) / arm
             teacher = load_pretrained("imdn", scale)
-            card = quantize_checkpoint(teacher, "imdn", scale, qat, out, teacher_source=str(find_checkpoint("imdn", scale)),
+            card = quantize_checkpoint(teacher, "imdn", scale, recipe, train, out,
+                                       teacher_source=str(find_checkpoint("imdn", scale)),
                                        resume=(out / "last.pt").exists(), progress=True, eval_sets=("Set5",))
             write_text_atomic(json.dumps(card, indent=1), card_path)
         r = card["results"][0]

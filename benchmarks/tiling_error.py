@@ -13,8 +13,10 @@ import json
 import warnings
 from pathlib import Path
 
-from quantsr import BenchmarkSet, evaluate, load_pretrained
-from quantsr.image_io import write_text_atomic
+from quantsr import evaluate
+from quantsr.artifacts.atomic import write_text_atomic
+from quantsr.data.datasets import BenchmarkSet
+from quantsr.models.weights import load_pretrained
 
 
 def main() -> None:

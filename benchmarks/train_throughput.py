@@ -15,9 +15,10 @@ from pathlib import Path
 
 import torch
 
-from quantsr import PatchDataset, TrainConfig, Trainer, create_model
-from quantsr.data import default_data_root
-from quantsr.image_io import write_text_atomic
+from quantsr import create_model
+from quantsr.artifacts.atomic import write_text_atomic
+from quantsr.data.datasets import PatchDataset, default_data_root
+from quantsr.train.trainer import TrainConfig, Trainer
 
 VARIANTS = {"fp32": dict(bf16=False, channels_last=False),
             "fp32+channels_last": dict(bf16=False, channels_last=True),

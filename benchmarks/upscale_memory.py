@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 from PIL import Image
 
-from quantsr.image_io import write_text_atomic
+from quantsr.artifacts.atomic import write_text_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,10 +14,11 @@ import json
 import warnings
 from pathlib import Path
 
-from quantsr import BenchmarkSet
-from quantsr.image_io import write_text_atomic
-from quantsr.metrics import calculate_psnr
-from quantsr.upscale import count_tiles, cpu_upscale, default_model_path, load_runner
+from quantsr.artifacts.atomic import write_text_atomic
+from quantsr.artifacts.embedded import default_model_path
+from quantsr.data.datasets import BenchmarkSet
+from quantsr.eval.metrics import calculate_psnr
+from quantsr.runtime.upscale import count_tiles, cpu_upscale, load_runner
 
 
 def main() -> None:

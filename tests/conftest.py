@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from quantsr.data import default_data_root
-from quantsr.pretrained import default_weights_dir
+from quantsr.data.datasets import default_data_root
+from quantsr.models.weights import default_weights_dir
 
 DATA = default_data_root()
 BENCHMARK = DATA / "benchmark"
@@ -16,8 +16,8 @@ WEIGHTS = default_weights_dir()
 
 def tiny_edsr(num_block: int = 4, slimmable: bool = True, seed: int = 0):
     """A 2x EDSR with 8 channels (slimmable by default) for the QSA / SFD tests."""
-    from quantsr.registry import create_model
-    from quantsr.slim import make_slimmable_
+    from quantsr.models.registry import create_model
+    from quantsr.models.slimmable import make_slimmable_
 
     torch.manual_seed(seed)
     model = create_model("edsr", scale=2, num_feat=8, num_block=num_block)

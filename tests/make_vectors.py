@@ -2,7 +2,8 @@
 
 The Android demo's JUnit tests (``android_demo/app/src/test``) read these files, so the app's pixel conversion,
 tile plan, crop-and-stitch, manifest parsing and latency statistics are checked against the same numbers that
-``quantsr.upscale`` and ``quantsr.tiling`` produce. ``tests/test_vectors.py`` regenerates everything in memory and
+``quantsr.runtime.upscale`` and ``quantsr.runtime.tiling`` produce. ``tests/test_vectors.py`` regenerates everything
+in memory and
 fails if a committed file differs (then run ``python tests/make_vectors.py`` and review the diff).
 
 Conventions (all files):
@@ -28,8 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python tests/make_vectors.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
-from quantsr.tiling import plan_tiles
-from quantsr.upscale import MIN_SIDE, _run_tiled
+from quantsr.artifacts.cards import DEFAULT_MIN_SIDE as MIN_SIDE  # noqa: E402
+from quantsr.runtime.tiling import plan_tiles  # noqa: E402
+from quantsr.runtime.upscale import _run_tiled  # noqa: E402
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 SCHEMA = 1
@@ -51,7 +53,7 @@ def floats(t: torch.Tensor) -> list[float]:
 
 
 def to_uint8(t: torch.Tensor) -> torch.Tensor:
-    """quantsr.upscale._run_tiled's conversion, verbatim."""
+    """quantsr.runtime.upscale._run_tiled's conversion, verbatim."""
     return t.clamp(0, 1).mul(255.0).round().byte()
 
 
@@ -119,7 +121,7 @@ def pixel_vectors() -> dict:
     return {
         "schema": SCHEMA,
         "about": "ARGB <-> planar float [1,3,H,W] (value/255, float32) and float -> uint8 "
-                 "(clamp(0,1)*255 in float32, round half to even), as quantsr.upscale._run_tiled",
+                 "(clamp(0,1)*255 in float32, round half to even), as quantsr.runtime.upscale._run_tiled",
         "argb_to_float": {"height": h, "width": w, "argb": to_argb(rgb, alpha), "float": floats(planar)},
         "float_to_uint8": {"float": floats(src), "uint8": [int(v) for v in u8.tolist()],
                            "ties_half_to_even": ties},
@@ -162,7 +164,7 @@ def tiling_vectors() -> dict:
     for h, w, tile, overlap in TILING_CASES:
         tiles = [[t.y0, t.y1, t.x0, t.x1, t.py0, t.py1, t.px0, t.px1] for t in plan_tiles(h, w, tile, overlap)]
         cases.append({"height": h, "width": w, "tile": tile, "overlap": overlap, "tiles": tiles})
-    return {"schema": SCHEMA, "about": "quantsr.tiling.plan_tiles: cores [y0,y1)x[x0,x1), padded input "
+    return {"schema": SCHEMA, "about": "quantsr.runtime.tiling.plan_tiles: cores [y0,y1)x[x0,x1), padded input "
                                        "[py0,py1)x[px0,px1), row-major tile order",
             "fields": ["y0", "y1", "x0", "x1", "py0", "py1", "px0", "px1"], "cases": cases,
             "invalid": [{"tile": 0, "overlap": 0}, {"tile": -3, "overlap": 1}, {"tile": 4, "overlap": -1}]}
@@ -183,7 +185,8 @@ def stitch_vectors() -> dict:
         cases.append({"model": name, "scale": scale, "tile": tile, "overlap": overlap,
                       "out_height": h * scale, "out_width": w * scale, "argb": to_argb(out)})
     return {"schema": SCHEMA,
-            "about": "quantsr.upscale._run_tiled with fake models: per tile, planar float patch of the padded region, "
+            "about": "quantsr.runtime.upscale._run_tiled with fake models: per tile, planar float patch of the padded "
+                     "region, "
                      f"padded on the bottom/right by edge replication to at least min_side={MIN_SIDE}, model, crop "
                      "the core, clamp/255/round to uint8, write opaque ARGB. nearest: out[c,Y,X] = in[c,Y//s,X//s]; "
                      "ramp: nearest + (Y+X)/512 in float32, Y,X output coordinates inside the padded patch; mirror: "

@@ -19,7 +19,8 @@ def test_android_demo_check_sh():
         pytest.fail("bash is needed to run android_demo/ci/check.sh")
     env = dict(os.environ)
     env.setdefault("TOOLS", str(ROOT / ".tools"))
-    proc = subprocess.run(["bash", str(CHECK)], check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(["bash", str(CHECK)], check=False, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=900)
     out = proc.stdout + proc.stderr
     if proc.returncode == 2:
         missing = [line for line in out.splitlines() if "missing tool" in line or "install:" in line or "need" in line]

@@ -4,10 +4,11 @@ import pytest
 import torch
 from PIL import Image
 
-from quantsr import BenchmarkSet, PatchDataset, create_model
-from quantsr.checkpoint import save_atomic
+from quantsr import create_model
 from quantsr.cli import main
-from quantsr.image_io import ImageError, load_image
+from quantsr.data.datasets import BenchmarkSet, PatchDataset
+from quantsr.data.image_io import ImageError, load_image
+from quantsr.train.checkpoint import save_atomic
 
 
 def _photo(h=40, w=36):
@@ -127,7 +128,7 @@ def test_unknown_model_and_bad_checkpoint_are_clear(tmp_path, capsys):
 def test_atomic_writes_leave_normal_permissions(tmp_path):
     import os
 
-    from quantsr.image_io import write_text_atomic
+    from quantsr.artifacts.atomic import write_text_atomic
 
     path = write_text_atomic("{}", tmp_path / "out.json")
     mask = os.umask(0)

@@ -1,4 +1,4 @@
-"""quantsr.bench on a tiny QAT checkpoint: every variant exported, timed and reported."""
+"""quantsr.bench.desktop on a tiny QAT checkpoint: every variant exported, timed and reported."""
 import sys
 from pathlib import Path
 
@@ -7,9 +7,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from test_export_pte import tiny_qat  # noqa: E402
 
-from quantsr.bench import bench, deploy_variants, ideal_packed_bytes, table  # noqa: E402
-from quantsr.checkpoint import save_atomic  # noqa: E402
-from quantsr.registry import create_model  # noqa: E402
+from quantsr.bench.desktop import bench, deploy_variants, ideal_packed_bytes, table  # noqa: E402
+from quantsr.models.registry import create_model  # noqa: E402
+from quantsr.train.checkpoint import save_atomic  # noqa: E402
 
 
 def test_ideal_bytes_count_bits():
@@ -44,7 +44,7 @@ def test_deploy_bench_runs_every_variant(tmp_path):
 
 
 def test_table_reports_speedup_over_the_first_variant_per_input():
-    from quantsr.bench import BenchRow
+    from quantsr.bench.rows import BenchRow
 
     def row(name: str, size: str, ms: float) -> BenchRow:
         return BenchRow(name, size, ms, 1.0, None, None, None, None, 100.0, [ms])

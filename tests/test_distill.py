@@ -4,17 +4,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-from quantsr.distill import SHALLOW, FeatureHooks, SFDLoss, distill_keys
-from quantsr.quant.api import QuantSRConfig, quantize_
+from quantsr.models.slimmable import make_slimmable_, slimmable_blocks, strip_skipped
+from quantsr.qat.qsa import QSAScheduler, overparameterize
+from quantsr.qat.sfd import SHALLOW, FeatureHooks, SFDLoss, distill_keys
+from quantsr.quant.configs import QuantSRConfig
 from quantsr.quant.layers import QConv2d
-from quantsr.slim import (
-    QSAScheduler,
-    make_slimmable_,
-    overparameterize,
-    slimmable_blocks,
-    strip_skipped,
-)
-from quantsr.trainer import TrainConfig, Trainer
+from quantsr.quant.quantize import quantize_
+from quantsr.train.trainer import TrainConfig, Trainer
 from tests.conftest import tiny_edsr
 
 

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_export_pte import tiny_qat
 
 from quantsr.export.coreml import INLINE_MAX_BYTES, _decompressed_consts, _grid_lut, export_coreml
-from quantsr.registry import create_model
+from quantsr.models.registry import create_model
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4])
@@ -50,8 +50,8 @@ def test_coreml_export_palettizes_learned_weights_exactly(tmp_path):
 def test_export_cli_writes_verified_artifacts_and_cards(tmp_path):
     import json
 
-    from quantsr.checkpoint import save_atomic
     from quantsr.cli import main
+    from quantsr.train.checkpoint import save_atomic
 
     net = tiny_qat(bits=2)
     meta = {"model": "imdn", "scale": 2, "model_kwargs": {"num_feat": 32, "num_blocks": 1},

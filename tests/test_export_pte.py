@@ -2,11 +2,12 @@
 import pytest
 import torch
 
-from quantsr.export import PteModule, export_pte, to_deploy_model
+from quantsr.export import export_pte, to_deploy_model
 from quantsr.export.deploy import ChannelSplitConv, split_output_convs
-from quantsr.export.quantizer import node_layer_name
+from quantsr.export.pt2e_quantizer import node_layer_name
+from quantsr.models.registry import create_model
 from quantsr.quant import QuantSRConfig, calibrate_, quantize_
-from quantsr.registry import create_model
+from quantsr.runtime.pte import PteModule
 
 
 def tiny_qat(model: str = "imdn", bits: int = 4, seed: int = 0):

@@ -3,8 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from quantsr.data import modcrop
-from quantsr.imresize import imresize, output_size
+from quantsr.data.datasets import modcrop
+from quantsr.data.imresize import imresize, output_size
 from tests.conftest import BENCHMARK, require
 
 

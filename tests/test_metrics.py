@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from quantsr.image_io import load_image
-from quantsr.metrics import calculate_psnr, calculate_ssim, rgb_to_y
+from quantsr.data.image_io import load_image
+from quantsr.eval.metrics import calculate_psnr, calculate_ssim, rgb_to_y
 from tests.conftest import BENCHMARK, require
 
 

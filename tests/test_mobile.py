@@ -10,17 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from quantsr import cli
-from quantsr.artifacts import file_digest
-from quantsr.mobile import PACKAGE_ASSETS, MobileError, default_assets, sync, sync_apps
-from quantsr.mobile_bench import (
+from quantsr.apps.sync import default_assets, sync, sync_apps
+from quantsr.artifacts.cards import ArtifactError
+from quantsr.artifacts.digest import file_digest
+from quantsr.artifacts.embedded import PACKAGE_ASSETS
+from quantsr.bench.android import (
     BENCH_ROW_FIELDS,
     AndroidBenchConfig,
     bench_android,
     choose_device,
     find_adb,
 )
-from quantsr.mobile_report import load_rows, markdown_table, svg_scatter, write_plot
+from quantsr.bench.report import load_rows, markdown_table, svg_scatter, write_plot
+from quantsr.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "tests" / "vectors"
@@ -103,7 +105,7 @@ def test_ios_sync_in_place_from_export_cards(tmp_path):
     models = tmp_path / "Models"
     write_artifact(models, "m.pte")
     write_artifact(models, "m.mlpackage", **fixed(64))
-    assert cli.main(["mobile", "sync", str(models), "--app", "ios", "--assets", str(models)]) == 0
+    assert cli_main(["mobile", "sync", str(models), "--app", "ios", "--assets", str(models)]) == 0
     manifest = json.loads((models / "models.json").read_text())
     example = json.loads((VECTORS / "models.json").read_text())
     assert manifest["schema"] == example["schema"]
@@ -111,7 +113,8 @@ def test_ios_sync_in_place_from_export_cards(tmp_path):
     assert set(example["models"][0]) <= set(pte), "same fields as the shared example"
     assert (pte["file"], pte["backend"], pte["tile"], pte["overlap"], pte["input"]["shape"]) == \
         ("m.pte", "executorch-xnnpack", 256, 16, None)
-    assert (ml["file"], ml["backend"], ml["tile"], ml["input"]["shape"]) == ("m.mlpackage", "coreml", 64, [1, 3, 64, 64])
+    assert (ml["file"], ml["backend"], ml["tile"]) == ("m.mlpackage", "coreml", 64)
+    assert ml["input"]["shape"] == [1, 3, 64, 64]
     assert "max_side" not in ml and pte["max_side"] == 320
     assert ml["sha256"] == file_digest(models / "m.mlpackage")
     assert pte["name"] == "imdn x4 W4A4 (ExecuTorch)" and ml["name"] == "imdn x4 W4A4 (Core ML)"
@@ -135,7 +138,7 @@ def test_sync_defaults_to_the_embedded_models(tmp_path, capsys):
     assert [m["file"] for m in result.manifest["models"]] == files and len(files) == 2
     for m in result.manifest["models"]:
         assert m["sha256"] == file_digest(tmp_path / m["file"]) and m["max_side"] == 320
-    assert cli.main(["mobile", "sync", "--app", "ios", "--assets", str(tmp_path / "ios")]) == 0
+    assert cli_main(["mobile", "sync", "--app", "ios", "--assets", str(tmp_path / "ios")]) == 0
     assert "ios: wrote" in capsys.readouterr().out
 
 
@@ -175,7 +178,7 @@ def test_sync_errors_are_one_clear_line(tmp_path, case, message):
         tile = 512
     elif case == "missing":
         src = tmp_path / "nowhere"
-    with pytest.raises(MobileError, match=message) as info:
+    with pytest.raises(ArtifactError, match=message) as info:
         sync([src], "android", tmp_path / "assets", tile=tile)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "assets" / "models.json").exists(), "nothing is written when a card is wrong"
@@ -184,7 +187,7 @@ def test_sync_errors_are_one_clear_line(tmp_path, case, message):
 def test_default_assets_are_the_repository_app_folders(tmp_path):
     assert default_assets("android", [ROOT]) == ROOT / "android_demo" / "app" / "src" / "main" / "assets"
     assert default_assets("ios", [ROOT]) == ROOT / "ios_demo" / "QuantSRDemo" / "Models"
-    with pytest.raises(MobileError, match="pass --assets"):
+    with pytest.raises(ArtifactError, match="pass --assets"):
         default_assets("android", [tmp_path])
 
 
@@ -197,7 +200,7 @@ def test_app_model_folders_are_git_ignored():
 def test_bench_row_fields_are_those_of_quantsr_bench():
     import dataclasses
 
-    from quantsr.bench import BenchRow
+    from quantsr.bench.rows import BenchRow
 
     assert BENCH_ROW_FIELDS == tuple(f.name for f in dataclasses.fields(BenchRow))
 
@@ -292,12 +295,12 @@ def phone(tmp_path, monkeypatch):
 
 def test_no_adb_is_one_clear_error(tmp_path, monkeypatch, capsys):
     model = write_artifact(tmp_path, "m.pte")
-    with pytest.raises(MobileError, match="adb not found"):
+    with pytest.raises(ArtifactError, match="adb not found"):
         find_adb({"PATH": str(tmp_path)})
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("ANDROID_HOME", raising=False)
     monkeypatch.delenv("ANDROID_SDK_ROOT", raising=False)
-    assert cli.main(["mobile", "bench-android", str(model)]) != 0
+    assert cli_main(["mobile", "bench-android", str(model)]) != 0
     err = capsys.readouterr().err.strip()
     assert err.startswith("quantsr: error: adb not found") and "\n" not in err
 
@@ -318,7 +321,7 @@ def test_adb_from_android_home(tmp_path, phone):
 def test_device_problems_are_clear(phone, devices, serial, message):
     bin_dir, state = phone
     (state / "devices.txt").write_text(devices)
-    with pytest.raises(MobileError, match=message):
+    with pytest.raises(ArtifactError, match=message):
         choose_device(bin_dir / "adb", serial)
 
 
@@ -326,7 +329,7 @@ def test_no_device_from_the_cli(tmp_path, phone, monkeypatch, capsys):
     bin_dir, state = phone
     (state / "devices.txt").write_text("")
     monkeypatch.setenv("PATH", str(bin_dir) + os.pathsep + os.environ["PATH"])
-    assert cli.main(["mobile", "bench-android", str(write_artifact(tmp_path, "m.pte"))]) == 2
+    assert cli_main(["mobile", "bench-android", str(write_artifact(tmp_path, "m.pte"))]) == 2
     assert "no Android device: `adb devices` lists none" in capsys.readouterr().err
 
 
@@ -360,7 +363,7 @@ def test_bench_android_cli_writes_the_rows(tmp_path, phone, monkeypatch, capsys)
     monkeypatch.setenv("PATH", str(phone[0]) + os.pathsep + os.environ["PATH"])
     model = write_artifact(tmp_path, "m.pte")
     out = tmp_path / "android.json"
-    assert cli.main(["mobile", "bench-android", str(model), "--iterations", "3", "--sizes", "64",
+    assert cli_main(["mobile", "bench-android", str(model), "--iterations", "3", "--sizes", "64",
                      "--out", str(out)]) == 0
     assert "| Fakephone 9 (API 35) | 64x64 | 160.00 |" in capsys.readouterr().out
     saved = json.loads(out.read_text())
@@ -383,7 +386,7 @@ def test_minibench_flow_when_the_demo_app_is_missing(tmp_path, phone):
 def test_no_benchmark_app_installed(tmp_path, phone):
     bin_dir, state = phone
     (state / "packages.txt").write_text("com.example.other\n")
-    with pytest.raises(MobileError, match="neither the demo app"):
+    with pytest.raises(ArtifactError, match="neither the demo app"):
         bench_android(write_artifact(tmp_path, "m.pte"), env={"PATH": str(bin_dir)})
 
 
@@ -394,7 +397,7 @@ def test_bench_android_waits_no_longer_than_the_timeout(tmp_path, phone):
     ticks = iter(range(0, 10_000, 100))
     config = AndroidBenchConfig(timeout_s=250, sizes=(64,))
     model = write_artifact(tmp_path, "m.pte")
-    with pytest.raises(MobileError, match="no QUANTSR_BENCHMARK_DONE in logcat after 250 s"):
+    with pytest.raises(ArtifactError, match="no QUANTSR_BENCHMARK_DONE in logcat after 250 s"):
         bench_android(model, config, env={"PATH": str(bin_dir)}, sleep=lambda s: None, clock=lambda: next(ticks))
 
 
@@ -403,7 +406,7 @@ def test_a_failed_benchmark_on_the_phone_is_reported(tmp_path, phone):
     failing_app = FAKE_ADB.replace('"I quantsr : QUANTSR_BENCHMARK_DONE " + RESULTS',
                                    '"I quantsr : QUANTSR_BENCHMARK_FAILED: forward: out of memory"')
     (bin_dir / "adb").write_text(f"#!{sys.executable}\n{failing_app}")
-    with pytest.raises(MobileError, match="benchmark failed on the phone: forward: out of memory"):
+    with pytest.raises(ArtifactError, match="benchmark failed on the phone: forward: out of memory"):
         bench_android(write_artifact(tmp_path, "m.pte"), env={"PATH": str(bin_dir)}, sleep=lambda s: None)
 
 
@@ -428,7 +431,8 @@ def test_report_table_and_svg(tmp_path):
     rows = load_rows(bench_files(tmp_path))
     table = markdown_table(rows).splitlines()
     assert table[0] == "| variant | device / source | input | median ms | MP/s | bytes | gzip bytes | Set5 PSNR |"
-    assert table[2] == "| pte QAT (dynamic) | bench.json, 2 threads | 64x64 | 20.00 | 3.30 | 1,156,800 | 642,108 | 31.335 |"
+    assert table[2] == ("| pte QAT (dynamic) | bench.json, 2 threads | 64x64 | 20.00 | 3.30 | 1,156,800 | 642,108 | "
+                        "31.335 |")
     assert table[3] == "| eager fp32 | bench.json, 2 threads | 64x64 | 80.00 | 0.80 | — | — | 32.210 |"
     assert table[4].startswith("| imdn x4 W4A4 (executorch-android) | Pixel 8 (API 35) | 256x256 | 500.00 |")
     plot = tmp_path / "report.svg"
@@ -444,7 +448,7 @@ def test_report_table_and_svg(tmp_path):
 def test_report_cli(tmp_path, capsys):
     out, plot = tmp_path / "report.md", tmp_path / "report.svg"
     files = [str(p) for p in bench_files(tmp_path)]
-    assert cli.main(["mobile", "report", *files, "--out", str(out), "--plot", str(plot)]) == 0
+    assert cli_main(["mobile", "report", *files, "--out", str(out), "--plot", str(plot)]) == 0
     printed = capsys.readouterr().out
     assert "| eager fp32 |" in printed and f"wrote {plot}" in printed
     assert out.read_text().count("\n") == 5 and plot.stat().st_size > 500
@@ -454,9 +458,9 @@ def test_report_plot_without_psnr_and_bad_files(tmp_path):
     assert "no rows with both a latency and a Set5 PSNR" in svg_scatter([])
     bad = tmp_path / "bad.json"
     bad.write_text('{"something": 1}')
-    with pytest.raises(MobileError, match="no rows with a \"variant\""):
+    with pytest.raises(ArtifactError, match="no rows with a \"variant\""):
         load_rows([bad])
-    with pytest.raises(MobileError, match="only .svg plots"):
+    with pytest.raises(ArtifactError, match="only .svg plots"):
         write_plot([], tmp_path / "x.png", use_matplotlib=False)
 
 

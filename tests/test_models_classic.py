@@ -8,23 +8,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from quantsr.data import default_data_root
-from quantsr.models import carn, edsr, fsrcnn, span, srresnet  # noqa: F401  (registers the models)
-from quantsr.models.layers import YCbCrConverter, rgb_to_y
-from quantsr.pretrained import (
-    KNOWN_CHECKPOINTS,
+from quantsr.data.datasets import default_data_root
+from quantsr.models.archs import carn
+from quantsr.models.blocks.classic import YCbCrConverter, rgb_to_y
+from quantsr.models.registry import create_model, model_scales
+from quantsr.models.weights import (
     default_weights_dir,
     load_pretrained,
     load_weights,
+    public_checkpoints,
 )
-from quantsr.registry import create_model, model_scales
 
 CLASSIC = ("edsr", "srresnet", "carn_m", "fsrcnn", "span")
 BENCHMARK = default_data_root() / "benchmark"
 
 
 def _require_weights(model: str, scale: int) -> None:
-    files = [c.file for c in KNOWN_CHECKPOINTS if c.model == model and scale in c.scales]
+    files = [c.file for c in public_checkpoints() if c.model == model and scale in c.scales]
     if not files or not (default_weights_dir() / files[0]).is_file():
         pytest.fail(f"no public checkpoint for {model} x{scale} in {default_weights_dir()} (needs ../shared)")
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from quantsr.pretrained import default_weights_dir, load_pretrained, read_state_dict
-from quantsr.registry import create_model
+from quantsr.models.registry import create_model
+from quantsr.models.weights import default_weights_dir, load_pretrained, read_state_dict
 
 LIGHTWEIGHT = ("imdn", "rfdn", "rlfn")
 # (file, model, scale): the public checkpoints of the three architectures.

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from quantsr.models.swinir import (
+from quantsr.models.archs.swinir import (
     LayerNorm,
     SwinIR,
     relative_position_index,

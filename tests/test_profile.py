@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from quantsr.profile import profile
-from quantsr.registry import create_model
+from quantsr.eval.opcount import profile
+from quantsr.models.registry import create_model
 
 
 class Tiny(nn.Module):
@@ -31,7 +31,7 @@ def test_hand_calculation():
     # fc: 4 outputs, each 8 MACs; params 4*8 + 4 = 36
     fc_macs, fc_params = 4 * 8, 36
     assert (conv1_macs, conv2_macs, fc_macs) == (55296, 147456, 32)
-    rows = {l.name: l for l in r.layers}
+    rows = {lp.name: lp for lp in r.layers}
     assert [rows[n].macs for n in ("conv1", "conv2", "fc")] == [55296, 147456, 32]
     assert (rows["conv2"].b_w, rows["conv2"].b_a, rows["conv1"].b_w, rows["conv1"].b_a) == (2, 2, 32, 32)
     assert r.macs == 55296 + 147456 + 32 == 202784
@@ -90,7 +90,7 @@ class Skippable(nn.Module):
 def test_quantizer_attributes_and_pruned_blocks():
     net = nn.Sequential(Skippable(False), Skippable(True))
     r = profile(net, (4, 2, 2))
-    (row,) = [l for l in r.layers if l.macs]
+    (row,) = [lp for lp in r.layers if lp.macs]
     assert (row.name, row.b_w, row.b_a, row.macs) == ("0.conv", 4, 4, 16 * 4)
     assert row.bitops == 64 * 16 and row.flops == 0
     # 16 weights at 4 bits, 4 biases and 2 quantizer steps at 32 bits; the skipped block stores nothing
@@ -116,7 +116,7 @@ class Attn(nn.Module):
 
 def test_matmuls_are_counted():
     r = profile(Attn(), (1, 2, 5, 4))  # 4-D size: batch 1, then (B=2, N=5, C=4)
-    rows = {l.name: l for l in r.layers}
+    rows = {lp.name: lp for lp in r.layers}
     qkv_macs = 2 * 5 * 12 * 4
     mm_macs = 2 * 5 * 5 * 4 + 2 * 5 * 4 * 5  # QK^T + AV
     assert rows["qkv"].macs == qkv_macs and rows["matmul"].macs == mm_macs and rows["matmul"].calls == 2
@@ -130,7 +130,10 @@ def test_matmuls_are_counted():
 def test_srresnet_w2a2_body():
     """SRResNet x4, body convs W2A2, conv_first/upconv1/upconv2/conv_hr/conv_last FP32, 64x64 -> 256x256."""
     model = create_model("srresnet", scale=4)
-    r = profile(model, (3, 64, 64), bits_fn=lambda n, m: (2, 2) if n.startswith("body.") and n.count(".") == 2 else None)
+    def body_w2a2(name, module):
+        return (2, 2) if name.startswith("body.") and name.count(".") == 2 else None
+
+    r = profile(model, (3, 64, 64), bits_fn=body_w2a2)
     lr, mid, hr = 64 * 64, 128 * 128, 256 * 256
     body = 32 * lr * 64 * 576  # 32 convs 64->64 3x3 at LR
     fp = lr * 64 * 27 + lr * 256 * 576 + mid * 256 * 576 + hr * 64 * 576 + hr * 3 * 576
@@ -158,10 +161,10 @@ def test_quantized_swinir_attention_matmuls_at_activation_bits():
 
     torch.manual_seed(0)
     model = create_model("swinir_s", scale=2, embed_dim=12, depths=[2], num_heads=[2], window_size=4)
-    fp_rows = {l.name: l for l in profile(model, (3, 8, 8)).layers}
+    fp_rows = {lp.name: lp for lp in profile(model, (3, 8, 8)).layers}
     quantize_(model, QuantSRConfig(w_bits=2, a_bits=3))
     calibrate_(model, torch.rand(1, 3, 8, 8))
-    rows = {l.name: l for l in profile(model, (3, 8, 8)).layers}
+    rows = {lp.name: lp for lp in profile(model, (3, 8, 8)).layers}
     mm = [n for n in rows if n.endswith("attn.matmul")]
     assert len(mm) == 2 and all(n in fp_rows and fp_rows[n].b_w == 32 for n in mm)
     for n in mm:  # q @ k^T and attn @ v of each block, at the attention quantizers' 3 bits

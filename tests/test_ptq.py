@@ -1,4 +1,4 @@
-"""Post-training quantization baselines (quantsr.ptq) on tiny random models."""
+"""Post-training quantization baselines (quantsr.quant.ptq) on tiny random models."""
 from __future__ import annotations
 
 import copy
@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from quantsr.data import PatchDataset
-from quantsr.ptq import PTQ_METHODS, calibration_batches, ptq_, weight_quant_error
+from quantsr.data.datasets import PatchDataset
+from quantsr.models.registry import create_model
 from quantsr.quant import ActQuantizer, QuantSRConfig, calibrate_, quantize_
 from quantsr.quant.layers import QUANT_LAYERS
-from quantsr.registry import create_model
+from quantsr.quant.ptq import PTQ_METHODS, calibration_batches, ptq_, weight_quant_error
 
 
 def _edsr(gaussian: bool = True) -> nn.Module:

@@ -4,8 +4,10 @@ import json
 
 import pytest
 
-from quantsr import BenchmarkSet, evaluate, load_pretrained
+from quantsr import evaluate
 from quantsr.cli import main
+from quantsr.data.datasets import BenchmarkSet
+from quantsr.models.weights import load_pretrained
 from tests.conftest import BENCHMARK, WEIGHTS, require
 
 # (model, scale): Set5 (PSNR, SSIM or None) from the IMDN paper / the weights' MANIFEST.

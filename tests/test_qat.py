@@ -4,31 +4,40 @@ import pytest
 import torch
 
 from quantsr import create_model, evaluate
-from quantsr.checkpoint import save_atomic
+from quantsr.checkpoints.load import load_model
 from quantsr.cli import main
-from quantsr.pretrained import load_model
-from quantsr.qat import QATConfig, quantize_checkpoint
+from quantsr.qat.config import TrainRecipe
+from quantsr.qat.pipeline import quantize_checkpoint
+from quantsr.qat.student import make_student, param_groups
 from quantsr.quant import quantized_layers
+from quantsr.quant.recipe import QuantRecipe, build_quantized_
+from quantsr.train.checkpoint import save_atomic
 
 
 @pytest.mark.parametrize("qsa_keep", [None, 1])
 def test_quantize_checkpoint_end_to_end(rgb_folder, tmp_path, qsa_keep):
     torch.manual_seed(0)
     teacher = create_model("edsr", scale=2, num_feat=8, num_block=2)
-    qat = QATConfig(w_bits=2, a_bits=2, iterations=4, batch_size=2, lr_patch=8, val_every=2, checkpoint_every=2,
-                    qsa_keep=qsa_keep, train_dirs=[str(rgb_folder)], val_sets=[str(rgb_folder)])
+    recipe = QuantRecipe(w_bits=2, a_bits=2, qsa_keep=qsa_keep)
+    train = TrainRecipe(iterations=4, batch_size=2, lr_patch=8, val_every=2, checkpoint_every=2,
+                        train_dirs=[str(rgb_folder)], val_sets=[str(rgb_folder)])
     out = tmp_path / "run"
-    card = quantize_checkpoint(teacher, "edsr", 2, qat, out, model_kwargs={"num_feat": 8, "num_block": 2},
+    card = quantize_checkpoint(teacher, "edsr", 2, recipe, train, out, model_kwargs={"num_feat": 8, "num_block": 2},
                                progress=False, eval_sets=(str(rgb_folder),))
     assert card["iterations"] == 4 and card["bits"]["weights"] == 2
     assert json.loads((out / "model_card.json").read_text())["results"] == card["results"]
     # The saved low-bit model reloads through the same path `quantsr eval --weights` uses, and scores the same.
-    model = load_model(None, 2, out / "model.pt")
+    model = load_model(out / "model.pt")
     assert set(quantized_layers(model).values()) == {(2, 2)}
     again = evaluate(model, [str(rgb_folder)], 2, progress=False)
     assert again.sets[0].psnr == pytest.approx(card["results"][0]["psnr"], abs=1e-3)
     if qsa_keep is not None:
         assert len(card["qsa"]["events"]) == 1  # 2 blocks slimmed to 1
+    # The shipped model.pt holds the architecture's recipe, not the training recipe; last.pt holds both.
+    meta = torch.load(out / "model.pt", weights_only=True)["metadata"]
+    assert meta["quant"] == recipe.to_dict() and "train_recipe" not in str(meta)
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["run_settings"]["train_recipe"]["iterations"] == 4 and last["metadata"] == meta
 
 
 def test_quantize_cli_resumes_and_refuses_to_overwrite(rgb_folder, tmp_path):
@@ -47,11 +56,10 @@ def test_quantize_cli_resumes_and_refuses_to_overwrite(rgb_folder, tmp_path):
 
 
 def test_quantizer_parameters_get_their_own_learning_rate():
-    from quantsr.qat import _param_groups, prepare_student_
-
-    qat = QATConfig(w_bits=2, a_bits=2, lr=1e-4, quantizer_lr_scale=10.0)
-    student = prepare_student_(create_model("edsr", scale=2, num_block=2, num_feat=8), qat)
-    net, quant = _param_groups(student, qat)
+    teacher = create_model("edsr", scale=2, num_block=2, num_feat=8)
+    student = make_student(teacher, QuantRecipe(w_bits=2, a_bits=2))
+    assert not quantized_layers(teacher)  # the teacher is copied, not changed
+    net, quant = param_groups(student, TrainRecipe(lr=1e-4, quantizer_lr_scale=10.0))
     names = {id(p): n for n, p in student.named_parameters()}
     quant_names = {names[id(p)] for p in quant["params"]}
     assert quant["lr"] == pytest.approx(1e-3) and net["lr"] == pytest.approx(1e-4)
@@ -61,10 +69,9 @@ def test_quantizer_parameters_get_their_own_learning_rate():
 
 
 def test_skip_blocks_slims_statically_and_checks_the_index():
-    from quantsr.qat import prepare_student_
-    from quantsr.slim import slimmable_blocks
+    from quantsr.models.slimmable import slimmable_blocks
 
-    net = prepare_student_(create_model("edsr", scale=2, num_block=3, num_feat=8), QATConfig(skip_blocks=[1]))
+    net = build_quantized_(create_model("edsr", scale=2, num_block=3, num_feat=8), QuantRecipe(skip_blocks=(1,)))
     assert [b.is_skipped for b in slimmable_blocks(net)] == [False, True, False]
     with pytest.raises(ValueError, match="block 5 does not exist"):
-        prepare_student_(create_model("edsr", scale=2, num_block=3, num_feat=8), QATConfig(skip_blocks=[5]))
+        build_quantized_(create_model("edsr", scale=2, num_block=3, num_feat=8), QuantRecipe(skip_blocks=(5,)))

@@ -1,4 +1,5 @@
-"""QuantSR+ quantizers and quantize_ (METHOD.md, "RBD" and "Which layers are quantized")."""
+"""QuantSR+ quantizers and quantize_ (docs/method.md, "RBD weight quantizer" and "Which layers are
+quantized")."""
 from __future__ import annotations
 
 import copy
@@ -8,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from quantsr.models.swinir import WindowAttention
+from quantsr.models.archs.swinir import WindowAttention
+from quantsr.models.registry import create_model
 from quantsr.quant import (
     ActQuantizer,
     LSQWeightQuantizer,
@@ -28,7 +30,6 @@ from quantsr.quant import (
     round_ste,
     soft_round_grad,
 )
-from quantsr.registry import create_model
 
 
 def _reference(w: torch.Tensor, a: torch.Tensor, b: int) -> torch.Tensor:

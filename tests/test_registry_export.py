@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from quantsr import create_model, list_models
-from quantsr.registry import model_scales
+from quantsr.models.registry import model_scales
 
 MODEL_SCALES = [(name, scale) for name in list_models() for scale in model_scales(name)]
 
@@ -33,3 +33,38 @@ def test_unknown_name_and_scale_are_clear_errors():
         create_model("edsrr")
     with pytest.raises(ValueError, match="supports scales"):
         create_model("edsr", scale=5)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_descriptor_states_the_model_contract(name):
+    from quantsr.models.registry import descriptor_of, get_descriptor
+    from quantsr.runtime.tiling import tiled_forward
+
+    descriptor = get_descriptor(name)
+    scale = descriptor.scales[-1]
+    model = create_model(name, scale=scale).eval()
+    assert descriptor_of(model) is descriptor and descriptor.scales == model_scales(name)
+    # The minimum side really runs (and is what tiling pads small tiles up to).
+    x = torch.rand(1, 3, descriptor.min_side, descriptor.min_side + 3)
+    with torch.no_grad():
+        assert model(x).shape == (1, 3, x.shape[2] * scale, x.shape[3] * scale)
+    # Every declared channel split names a conv whose output channels the groups cover exactly.
+    for fqn, sizes in descriptor.splits(model).items():
+        assert sum(sizes) == model.get_submodule(fqn).out_channels
+    # Tiling warns exactly for the architectures that are not tile-exact.
+    big = torch.rand(1, 3, 40, 40)
+    with pytest.warns(UserWarning, match="not tile-exact") if not descriptor.tile_exact else _no_warning():
+        tiled_forward(model, big, scale, tile=24, overlap=8)
+
+
+class _no_warning:
+    def __enter__(self):
+        import warnings
+
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.simplefilter("error", UserWarning)
+
+    def __exit__(self, *exc):
+        self._catch.__exit__(*exc)
+        return False

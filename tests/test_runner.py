@@ -47,7 +47,7 @@ def runner() -> Path:
 def models(tmp_path_factory) -> dict[str, Path]:
     """A tiny static-shape 2x EDSR exported to .pte as fp32 and as calibrated int8 (both XNNPACK-delegated)."""
     from quantsr.export import export_pte
-    from quantsr.registry import create_model
+    from quantsr.models.registry import create_model
 
     folder = tmp_path_factory.mktemp("runner_models")
     torch.manual_seed(0)
@@ -73,7 +73,7 @@ def test_build_is_cached(runner):
 
 @pytest.mark.parametrize("quant", ["fp32", "int8"])
 def test_runner_matches_python_runtime(runner, models, tmp_path, quant):
-    from quantsr.export import PteModule
+    from quantsr.runtime.pte import PteModule
 
     x = torch.rand(*SHAPE, generator=torch.Generator().manual_seed(1))
     x.numpy().astype("<f4").tofile(tmp_path / "in.bin")

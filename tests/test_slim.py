@@ -5,22 +5,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from quantsr.data import BenchmarkSet
-from quantsr.models.layers import ResidualBlockNoBN
-from quantsr.profile import profile
-from quantsr.registry import create_model
-from quantsr.slim import (
-    QSAScheduler,
-    SkippedBlock,
-    SlimmableBlock,
-    blocks_for_budget,
-    make_slimmable_,
-    overparameterize,
-    slim_report,
-    slimmable_blocks,
-    strip_skipped,
-)
-from quantsr.trainer import TrainConfig, Trainer
+from quantsr.data.datasets import BenchmarkSet
+from quantsr.eval.opcount import profile
+from quantsr.models.blocks.classic import ResidualBlockNoBN
+from quantsr.models.registry import create_model
+from quantsr.models.slimmable import SkippedBlock, SlimmableBlock, make_slimmable_, slimmable_blocks, strip_skipped
+from quantsr.qat.qsa import QSAScheduler, blocks_for_budget, overparameterize, slim_report
+from quantsr.train.trainer import TrainConfig, Trainer
 from tests.conftest import tiny_edsr
 
 

@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from quantsr import BenchmarkSet, create_model, evaluate, load_pretrained
-from quantsr.tiling import plan_tiles, tiled_forward
+from quantsr import create_model, evaluate
+from quantsr.data.datasets import BenchmarkSet
+from quantsr.models.weights import load_pretrained
+from quantsr.runtime.tiling import plan_tiles, tiled_forward
 from tests.conftest import BENCHMARK, require
 
 
@@ -31,9 +33,9 @@ def test_local_network_tiles_exactly():
 def test_tiled_evaluation_matches_whole_image_within_001_db():
     """The bar: tiles of 48 LR px (Set5/Set14 images are split into 4-9 tiles) change no image by > 0.01 dB.
 
-    SPAN is fully convolutional with a receptive radius (about 22 LR px) below the 24 px overlap. IMDN (global CCA statistics)
-    and RFDN/RLFN (ESA: strided pooling, then interpolation to the tile size) are not local, so they only come
-    close; benchmarks/tiling_error.py measures how close."""
+    SPAN is fully convolutional with a receptive radius (about 22 LR px) below the 24 px overlap. IMDN (global CCA
+    statistics) and RFDN/RLFN (ESA: strided pooling, then interpolation to the tile size) are not local, so they
+    only come close; benchmarks/tiling_error.py measures how close."""
     require(BENCHMARK / "Set14")
     model = load_pretrained("span", 4)
     sets = [BenchmarkSet.from_name("Set5", 4), BenchmarkSet.from_name("Set14", 4)]

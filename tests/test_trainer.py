@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from quantsr.checkpoint import load_checkpoint
 from quantsr.cli import main
+from quantsr.train.checkpoint import load_checkpoint
 
 # A training script run in a child process; with KILL_AT set, the child SIGKILLs itself right after that
 # iteration, i.e. a few iterations after its last checkpoint, so resumed work must redo them identically.
@@ -20,7 +20,9 @@ SCRIPT = textwrap.dedent(
     import json, os, signal, sys
     import torch
     torch.set_num_threads(1)
-    from quantsr import BenchmarkSet, PatchDataset, TrainConfig, Trainer, create_model
+    from quantsr import create_model
+    from quantsr.data.datasets import BenchmarkSet, PatchDataset
+    from quantsr.train.trainer import TrainConfig, Trainer
 
     folder, out, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
     torch.manual_seed(0)
@@ -78,7 +80,8 @@ def test_checkpoint_holds_everything_needed_to_resume(rgb_folder, tmp_path):
     ckpt = load_checkpoint(out / "last.pt")
     assert {"model", "optimizer", "scheduler", "iteration", "history", "rng", "config", "metadata"} <= set(ckpt)
     assert ckpt["iteration"] == 4 and len(ckpt["history"]["losses"]) == 4
-    assert ckpt["metadata"] == {"model": "edsr", "scale": 2, "model_kwargs": {"num_feat": 8, "num_block": 1}}
+    assert ckpt["metadata"] == {"format_version": 2, "model": "edsr", "scale": 2,
+                                "model_kwargs": {"num_feat": 8, "num_block": 1}}
     assert (out / "best.pt").is_file()
     # Refuses to overwrite a run unless told to resume; resuming a finished run does nothing more.
     assert main(args) == 2
@@ -104,11 +107,13 @@ def test_resume_with_a_different_model_is_a_clear_error(rgb_folder, tmp_path, ca
 
 
 def test_bf16_autocast_trains(rgb_folder, tmp_path):
-    from quantsr import PatchDataset, TrainConfig, Trainer, create_model
+    from quantsr import create_model
+    from quantsr.data.datasets import PatchDataset
+    from quantsr.train.trainer import TrainConfig, Trainer
 
     model = create_model("edsr", scale=2, num_feat=8, num_block=1)
     data = PatchDataset([rgb_folder], scale=2, lr_patch=8, batch_size=2)
-    from quantsr.trainer import cpu_has_fast_bf16
+    from quantsr.train.trainer import cpu_has_fast_bf16
 
     # Without native bf16 the trainer warns that autocast is emulated (slow) on this CPU.
     expect = contextlib.nullcontext() if cpu_has_fast_bf16() else pytest.warns(UserWarning, match="bf16")
@@ -116,12 +121,12 @@ def test_bf16_autocast_trains(rgb_folder, tmp_path):
         trainer = Trainer(model, data, torch.nn.L1Loss(), torch.optim.Adam(model.parameters(), 1e-3),
                           config=TrainConfig(iterations=3, progress=False, bf16=True, channels_last=True))
     history = trainer.fit()
-    assert len(history.losses) == 3 and all(l == l for l in history.losses)
+    assert len(history.losses) == 3 and all(loss == loss for loss in history.losses)
     assert next(model.parameters()).dtype == torch.float32  # master weights stay fp32
 
 
 def test_data_is_deterministic_per_seed_and_iteration(rgb_folder):
-    from quantsr import PatchDataset
+    from quantsr.data.datasets import PatchDataset
 
     a = PatchDataset([rgb_folder], scale=2, lr_patch=8, batch_size=4, seed=1)
     b = PatchDataset([rgb_folder], scale=2, lr_patch=8, batch_size=4, seed=1)
@@ -136,7 +141,9 @@ def test_data_is_deterministic_per_seed_and_iteration(rgb_folder):
 
 
 def test_time_budget_stops_checkpoints_and_is_kept_across_resume(rgb_folder, tmp_path):
-    from quantsr import BenchmarkSet, PatchDataset, TrainConfig, Trainer, create_model
+    from quantsr import create_model
+    from quantsr.data.datasets import BenchmarkSet, PatchDataset
+    from quantsr.train.trainer import TrainConfig, Trainer
 
     def make(budget):
         torch.manual_seed(0)

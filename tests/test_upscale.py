@@ -4,9 +4,9 @@ import pytest
 import torch
 from PIL import Image
 
-from quantsr.image_io import ImageError
-from quantsr.registry import create_model
-from quantsr.upscale import cpu_upscale
+from quantsr.data.image_io import ImageError
+from quantsr.models.registry import create_model
+from quantsr.runtime.upscale import cpu_upscale
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +78,8 @@ def test_an_image_over_pils_pixel_limit_is_a_clear_error(tiny, tmp_path, monkeyp
 
 
 def test_upscale_cli_file_folder_and_compare(tiny, tmp_path):
-    from quantsr.checkpoint import save_atomic
     from quantsr.cli import main
+    from quantsr.train.checkpoint import save_atomic
 
     save_atomic({"model": tiny.state_dict(),
                  "metadata": {"model": "edsr", "scale": 2, "model_kwargs": {"num_feat": 8, "num_block": 1}}},

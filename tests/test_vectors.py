@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from quantsr.export.card import artifact_card
-from quantsr.tiling import plan_tiles
-from quantsr.upscale import MIN_SIDE, _run_tiled
+from quantsr.artifacts.cards import DEFAULT_MIN_SIDE as MIN_SIDE
+from quantsr.export.model_card import artifact_card
+from quantsr.runtime.tiling import plan_tiles
+from quantsr.runtime.upscale import _run_tiled
 from tests import make_vectors as mv
 
 FILES = ["pixels.json", "tiling.json", "stitch.json", "models.json", "models_expected.json", "latency.json"]
@@ -140,7 +141,7 @@ def test_latency_vectors():
         for p in (50, 90, 99):  # nearest rank == numpy's inverted_cdf
             assert case[f"p{p}"] == float(np.percentile(xs, p, method="inverted_cdf"))
     row = v["bench_row"]
-    from quantsr.bench import BenchRow
+    from quantsr.bench.rows import BenchRow
 
     assert set(row["expected"]) == set(BenchRow.__dataclass_fields__)
     assert row["expected"]["median_ms"] == round(statistics.median(row["samples_ms"]), 2)

@@ -25,7 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["CoreMLExport", "export_coreml", "package_bytes"]
+from quantsr.artifacts.digest import package_bytes
+
+__all__ = ["CoreMLExport", "export_coreml"]
 
 INPUT_NAME, OUTPUT_NAME = "lr", "sr"
 INLINE_MAX_BYTES = 1024  # consts up to this size are written into the program, not into weight.bin
@@ -39,12 +41,6 @@ class CoreMLExport:
     int8_layers: list[str] = field(default_factory=list)
     weights_exact: bool = False  # decompressed learned weights == trained weights, bit for bit
     mil_names: dict[str, str] = field(default_factory=dict)  # learned layer -> its weight's name in the program
-
-
-def package_bytes(path: str | Path) -> int:
-    """Total size of an ``.mlpackage`` directory (or of a single file)."""
-    path = Path(path)
-    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def _const_name(layer: str) -> str:

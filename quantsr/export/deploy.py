@@ -31,8 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from quantsr.quant import ActQuantizer
+from quantsr.models.registry import descriptor_of
 from quantsr.quant.layers import QConv2d, QLinear, is_quantized_attention
+from quantsr.quant.quantizers import ActQuantizer
 
 __all__ = ["ChannelSplitConv", "FixedQuantConv2d", "FixedQuantLinear", "LayerQParams", "split_output_convs",
            "to_deploy_model"]
@@ -189,23 +190,23 @@ class ChannelSplitConv(nn.Module):
 
 
 def split_output_convs(model: nn.Module, qparams: dict[str, LayerQParams] | None = None) -> nn.Module:
-    """Replace, in place, every conv that a module lists in ``export_channel_splits()`` (child name -> group
-    sizes) by a :class:`ChannelSplitConv`; the module's forward must accept the tuple. ``qparams`` (from
-    :func:`to_deploy_model`) are re-keyed to the parts' names, which is what the PT2E quantizer looks up."""
-    for name, module in list(model.named_modules()):
-        splits = getattr(module, "export_channel_splits", None)
-        if splits is None:
+    """Replace, in place, every conv the model's descriptor lists in its channel splits (conv fqn -> output group
+    sizes, :attr:`~quantsr.models.descriptor.ModelDescriptor.channel_splits`) by a :class:`ChannelSplitConv`; the
+    module that owns the conv must accept the tuple it then returns. ``qparams`` (from :func:`to_deploy_model`)
+    are re-keyed to the parts' names, which is what the PT2E quantizer looks up."""
+    descriptor = descriptor_of(model)
+    splits = descriptor.splits(model) if descriptor is not None else {}
+    for full, sizes in splits.items():
+        parent_name, _, child = full.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        conv = parent.get_submodule(child)
+        if isinstance(conv, ChannelSplitConv):
             continue
-        for child, sizes in splits().items():
-            conv = getattr(module, child)
-            if isinstance(conv, ChannelSplitConv):
-                continue
-            setattr(module, child, ChannelSplitConv(conv, sizes))
-            full = f"{name}.{child}" if name else child
-            if qparams is not None and full in qparams:
-                qp = qparams.pop(full)
-                for i in range(len(sizes)):
-                    qparams[f"{full}.parts.{i}"] = qp
+        setattr(parent, child, ChannelSplitConv(conv, sizes))
+        if qparams is not None and full in qparams:
+            qp = qparams.pop(full)
+            for i in range(len(sizes)):
+                qparams[f"{full}.parts.{i}"] = qp
     return model
 
 

@@ -3,28 +3,29 @@ lower → save → load the saved file with the ExecuTorch runtime and compare i
 
 Three kinds (``quant``):
 
-* ``"learned"``: a QAT model keeps its trained steps (fixed qparams, :mod:`quantsr.export.quantizer`); the layers
+* ``"learned"``: a QAT model keeps its trained steps (fixed qparams, :mod:`quantsr.export.pt2e_quantizer`); the layers
   the model keeps in FP stay fp32 (``rest="fp32"``) or get calibrated int8 (``rest="int8"``).
 * ``"int8"``: plain observer-calibrated static int8 PTQ of an FP model.
 * ``"fp32"``: no quantization.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from quantsr.atomic import atomic_write
+from quantsr.artifacts.atomic import atomic_write
+from quantsr.artifacts.cards import DEFAULT_MIN_SIDE
+from quantsr.runtime.pte import PteModule, register_quantized_kernels
+from quantsr.runtime.upscale import min_side_of
 
-__all__ = ["PteExport", "PteModule", "export_pte", "lower_to_pte"]
+__all__ = ["PteExport", "export_pte", "lower_to_pte", "output_psnr"]
 
 QUANT_KINDS = ("learned", "int8", "fp32")
 
@@ -59,17 +60,17 @@ def _delegation(edge) -> tuple[int, int, dict[str, int]]:
     return int(info.num_delegated_nodes), int(info.num_non_delegated_nodes), ops
 
 
-def _dynamic_shapes(dynamic: bool, max_side: int):
+def _dynamic_shapes(dynamic: bool, max_side: int, min_side: int):
     if not dynamic:
         return None
-    h = torch.export.Dim("height", min=8, max=max_side)
-    w = torch.export.Dim("width", min=8, max=max_side)
+    h = torch.export.Dim("height", min=min_side, max=max_side)
+    w = torch.export.Dim("width", min=min_side, max=max_side)
     return ({2: h, 3: w},)
 
 
 def lower_to_pte(model: nn.Module, example: torch.Tensor, *, quant: str = "fp32", quantizer=None,
                  calibration: Iterable[torch.Tensor] = (), dynamic: bool = False, max_side: int = 1024,
-                 stage: Callable[[str], None] = lambda s: None):
+                 min_side: int = DEFAULT_MIN_SIDE, stage: Callable[[str], None] = lambda s: None):
     """torch.export → (PT2E prepare, calibrate, convert) → to_edge_transform_and_lower(XNNPACK) →
     ExecuTorch program. Returns ``(executorch_program_manager, edge_manager)``."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
@@ -77,7 +78,7 @@ def lower_to_pte(model: nn.Module, example: torch.Tensor, *, quant: str = "fp32"
     )
     from executorch.exir import to_edge_transform_and_lower
 
-    dyn = _dynamic_shapes(dynamic, max_side)
+    dyn = _dynamic_shapes(dynamic, max_side, min_side)
     stage("torch.export")
     ep = torch.export.export(model, (example,), dynamic_shapes=dyn)
     if quant != "fp32":
@@ -95,49 +96,9 @@ def lower_to_pte(model: nn.Module, example: torch.Tensor, *, quant: str = "fp32"
         ep = torch.export.export(converted, (example,), dynamic_shapes=dyn)
     stage("lower to XNNPACK")
     edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
-    _register_quantized_kernels()  # q/dq ops left outside the delegate need their out-variants
+    register_quantized_kernels()  # q/dq ops left outside the delegate need their out-variants
     stage("to_executorch")
     return edge.to_executorch(), edge
-
-
-@contextlib.contextmanager
-def _quiet_runtime_imports() -> Iterator[None]:
-    """Importing the runtime imports torchao, which logs a warning for each CUDA extension a CPU machine cannot
-    load, and torch logs a deprecation from its pytree registry: noise for someone upscaling a photo."""
-    noisy = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
-    levels = [logger.level for logger in noisy]
-    for logger in noisy:
-        logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for logger, level in zip(noisy, levels):
-            logger.setLevel(level)
-
-
-def _register_quantized_kernels() -> None:
-    try:
-        import executorch.kernels.quantized  # noqa: F401
-    except ImportError:  # pragma: no cover - present in the pinned wheel
-        pass
-
-
-class PteModule:
-    """A saved ``.pte`` run through the ExecuTorch Python runtime, called like a module on (1, C, H, W) tensors."""
-
-    def __init__(self, path: str | Path) -> None:
-        with _quiet_runtime_imports():
-            from executorch.runtime import Runtime
-
-            _register_quantized_kernels()
-        self.path = Path(path)
-        program = Runtime.get().load_program(self.path)
-        self.method = program.load_method("forward")
-        if self.method is None:
-            raise ValueError(f"{self.path} has no 'forward' method; is it a quantsr export?")
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.method.execute([x.contiguous().float()])[0]
 
 
 def export_pte(model: nn.Module, path: str | Path, *, quant: str = "learned", rest: str = "fp32",
@@ -151,21 +112,22 @@ def export_pte(model: nn.Module, path: str | Path, *, quant: str = "learned", re
     ``input_size``). On a mismatch the file is removed and ``RuntimeError`` raised: fp32 exports must agree
     within ``atol`` (max |difference|); quantized ones within ``min_psnr`` dB of output agreement (a b-bit
     model is not bit-exact across backends: one float ulp at a rounding boundary moves a value by a whole step,
-    so the meaningful parity check is the benchmark PSNR, which :func:`quantsr.export.verify` reports).
+    so the meaningful parity check is the benchmark PSNR, which :func:`quantsr.export.export_checkpoint` puts
+    in the model card).
 
     ``quant``: ``"learned"`` (a QAT model with its trained qparams), ``"int8"`` (calibrated PTQ, needs
-    ``calibration`` batches of model inputs), ``"fp32"``. ``dynamic``: H and W are export-time ``Dim``s (8 to
-    ``max_side``); otherwise the model only accepts ``input_size``.
+    ``calibration`` batches of model inputs), ``"fp32"``. ``dynamic``: H and W are export-time ``Dim``s (from the
+    architecture's minimum side to ``max_side``); otherwise the model only accepts ``input_size``.
     """
     from quantsr.export.deploy import split_output_convs, to_deploy_model
-    from quantsr.export.quantizer import LearnedQParamsQuantizer, int8_quantizer
+    from quantsr.export.pt2e_quantizer import LearnedQParamsQuantizer, int8_quantizer
 
     if quant not in QUANT_KINDS:
         raise ValueError(f"quant must be one of {QUANT_KINDS}, got {quant!r}")
     model = model.cpu().eval()
     calibration = list(calibration)
     if quant == "int8" and not calibration:
-        raise ValueError("int8 export needs calibration batches (e.g. quantsr.ptq.calibration_batches)")
+        raise ValueError("int8 export needs calibration batches (e.g. quantsr.quant.ptq.calibration_batches)")
     example = torch.rand(1, *input_size, generator=torch.Generator().manual_seed(0))
     quantizer = None
     if quant == "learned":
@@ -179,7 +141,7 @@ def export_pte(model: nn.Module, path: str | Path, *, quant: str = "learned", re
             quantizer = int8_quantizer()
     start = time.perf_counter()
     program, edge = lower_to_pte(graph_model, example, quant=quant, quantizer=quantizer, calibration=calibration,
-                                 dynamic=dynamic, max_side=max_side, stage=stage)
+                                 dynamic=dynamic, max_side=max_side, min_side=min_side_of(model), stage=stage)
     delegated, non_delegated, ops = _delegation(edge)
     stage("save")
     path = Path(path)

@@ -1,8 +1,28 @@
-"""Built-in SR architectures. Importing this package registers them with ``quantsr.registry``.
+"""SR architectures, their registry and descriptors, and public-weight loading.
 
-Every model maps RGB in [0, 1] (N, 3, H, W) to RGB in [0, 1] (N, 3, sH, sW), keeps constants (mean shifts,
-input range) as buffers, has ``example_inputs()`` and a ``convert_checkpoint(state_dict, scale)`` classmethod
-that maps the public checkpoint's keys onto the module (BasicSR-style top-level names: ``conv_first``, ``body``,
+* ``registry``: ``register_model`` / ``create_model`` / ``list_models`` / ``get_descriptor`` / ``descriptor_of``.
+* ``descriptor``: :class:`ModelDescriptor`, the per-architecture contract (scales, public weights, minimum input
+  side, tile exactness, export channel splits, checkpoint key conversion).
+* ``weights``: finding, reading and key-converting public checkpoints (``load_pretrained``).
+* ``archs/``: one file per architecture; ``blocks/``: building blocks shared by a family; ``keymap``: key
+  remapping helpers; ``hooks``: the activation-hook contract quantizers attach to; ``slimmable``: the block
+  wrapper QSA trains and strips.
+
+Every model maps RGB in [0, 1] (N, 3, H, W) to RGB in [0, 1] (N, 3, sH, sW), keeps constants (mean shifts, input
+range) as buffers and has ``example_inputs()``; state-dict names follow BasicSR (``conv_first``, ``body``,
 ``conv_after_body``, ``upsample``, ``conv_last``).
 """
-from quantsr.models import carn, edsr, fsrcnn, imdn, rfdn, rlfn, span, srresnet, swinir  # noqa: F401
+from quantsr._lazy import lazy_exports
+
+_EXPORTS = {
+    "ModelDescriptor": "descriptor",
+    "PublicWeights": "descriptor",
+    "create_model": "registry",
+    "descriptor_of": "registry",
+    "get_descriptor": "registry",
+    "list_models": "registry",
+    "register_model": "registry",
+    "load_pretrained": "weights",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

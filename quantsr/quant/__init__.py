@@ -1,44 +1,31 @@
-"""QuantSR+ low-bit quantization: RBD weight quantizer, redistributed LSQ activation quantizer, quantized
-layers and ``quantize_(model, config)`` (see ``docs/METHOD.md``, "RBD")."""
-from quantsr.quant.api import (
-    MixedConfig,
-    QuantSRConfig,
-    W8A8Config,
-    calibrate_,
-    is_body_layer,
-    quantize_,
-    quantized_layers,
-)
-from quantsr.quant.layers import QConv2d, QLinear, is_quantized_attention, quantize_attention_
-from quantsr.quant.quantizers import (
-    ActQuantizer,
-    LSQWeightQuantizer,
-    RBDWeightQuantizer,
-    disabled,
-    round_soft,
-    round_ste,
-    sign_clip_ste,
-    soft_round_grad,
-)
+"""QuantSR+ low-bit quantization: the RBD weight quantizer and redistributed LSQ activation quantizer
+(``quantizers``), quantized layers (``layers``), ``quantize_(model, config)`` (``quantize``) with its configs
+(``configs``), the versioned recipe a low-bit checkpoint stores (``recipe``) and PTQ baselines (``ptq``).
+See docs/method.md, "RBD weight quantizer" and "Activation quantizer"."""
+from quantsr._lazy import lazy_exports
 
-__all__ = [
-    "ActQuantizer",
-    "LSQWeightQuantizer",
-    "MixedConfig",
-    "QConv2d",
-    "QLinear",
-    "QuantSRConfig",
-    "RBDWeightQuantizer",
-    "W8A8Config",
-    "calibrate_",
-    "disabled",
-    "is_body_layer",
-    "is_quantized_attention",
-    "quantize_",
-    "quantize_attention_",
-    "quantized_layers",
-    "round_soft",
-    "round_ste",
-    "sign_clip_ste",
-    "soft_round_grad",
-]
+_EXPORTS = {
+    "ActQuantizer": "quantizers",
+    "LSQWeightQuantizer": "quantizers",
+    "RBDWeightQuantizer": "quantizers",
+    "disabled": "quantizers",
+    "round_soft": "quantizers",
+    "round_ste": "quantizers",
+    "sign_clip_ste": "quantizers",
+    "soft_round_grad": "quantizers",
+    "QConv2d": "layers",
+    "QLinear": "layers",
+    "is_quantized_attention": "layers",
+    "quantize_attention_": "layers",
+    "MixedConfig": "configs",
+    "QuantSRConfig": "configs",
+    "W8A8Config": "configs",
+    "is_body_layer": "configs",
+    "calibrate_": "quantize",
+    "quantize_": "quantize",
+    "quantized_layers": "quantize",
+    "QuantRecipe": "recipe",
+    "build_quantized_": "recipe",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

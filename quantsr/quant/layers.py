@@ -1,6 +1,6 @@
 """Quantized layers: ``QConv2d`` / ``QLinear`` (activation-quantized input x quantized weight, FP bias) and
-:func:`quantize_attention_` (SwinIR window attention with q, k, v and the softmax output activation-quantized,
-through ``WindowAttention``'s ``q_act``/``k_act``/``v_act``/``attn_act`` hooks).
+:func:`quantize_attention_` (activation quantizers in the operand hooks an architecture declares, e.g. SwinIR window
+attention's q, k, v and softmax output).
 """
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from quantsr.models.swinir import WindowAttention
+from quantsr.models.hooks import OperandHooks
 from quantsr.quant.quantizers import ActQuantizer, make_weight_quantizer
 
 if TYPE_CHECKING:  # pragma: no cover
-    from quantsr.quant.api import QuantSRConfig
+    from quantsr.quant.configs import QuantSRConfig
 
 __all__ = ["QUANT_LAYERS", "QConv2d", "QLinear", "is_quantized_attention", "quantize_attention_"]
 
@@ -142,30 +142,23 @@ def _copy_params(src: nn.Module, dst: _QuantMixin) -> None:
 QUANT_LAYERS = (QConv2d, QLinear)
 
 
-def quantize_attention_(attn: WindowAttention, a_bits: int, rounding: str = "ste") -> WindowAttention:
-    """Put activation quantizers at a SwinIR :class:`WindowAttention`'s matmul inputs, in place (METHOD.md,
-    SwinIR-S): ``q_act``/``k_act`` before QK^T, ``attn_act`` (softmax output) and ``v_act`` before AV.
-
-    q, k, v (B*heads, N, d) get a per-head-dim tau on the last dim (shared by the heads); q is quantized after
-    the 1/sqrt(d) scaling, i.e. exactly as it enters the matmul. The softmax output gets no tau (its rows are
-    probabilities; a shift would only add a constant times sum(v)), so it is decided unsigned at init. The new
-    quantizers follow ``attn``'s device, dtype and train/eval mode. Returns ``attn``.
+def quantize_attention_(attn: OperandHooks, a_bits: int, rounding: str = "ste") -> OperandHooks:
+    """Put activation quantizers into the operand hooks of ``attn`` (a module with
+    :class:`~quantsr.models.hooks.OperandHooks`, e.g. SwinIR's window attention: ``q_act``/``k_act`` before QK^T,
+    ``attn_act`` (softmax output) and ``v_act`` before AV), in place (docs/method.md, "Which layers are
+    quantized"). Each hook's :class:`~quantsr.models.hooks.HookSpec` gives its channel count and dim and whether it
+    gets a shift tau. The new quantizers follow ``attn``'s device, dtype and train/eval mode. Returns ``attn``.
     """
-    d = attn.dim // attn.num_heads
-    ref = attn.relative_position_bias_table
-    quantizers = {
-        "q_act": ActQuantizer(a_bits, d, channel_dim=-1, rounding=rounding),
-        "k_act": ActQuantizer(a_bits, d, channel_dim=-1, rounding=rounding),
-        "v_act": ActQuantizer(a_bits, d, channel_dim=-1, rounding=rounding),
-        "attn_act": ActQuantizer(a_bits, 1, channel_dim=-1, rounding=rounding, redistribute=False),
-    }
-    for name, q in quantizers.items():
+    ref = next(attn.parameters())
+    for name, spec in attn.operand_hooks().items():
+        q = ActQuantizer(a_bits, spec.features, channel_dim=spec.channel_dim, rounding=rounding,
+                         redistribute=spec.redistribute)
         setattr(attn, name, q.to(device=ref.device, dtype=ref.dtype).train(attn.training))
     return attn
 
 
 def is_quantized_attention(attn: nn.Module) -> bool:
-    """True when ``attn`` is a :class:`WindowAttention` whose matmul inputs already carry activation quantizers."""
-    return isinstance(attn, WindowAttention) and any(
-        isinstance(getattr(attn, name, None), ActQuantizer) for name in WindowAttention.ACT_HOOKS
+    """True when ``attn`` has operand hooks that already carry activation quantizers."""
+    return isinstance(attn, OperandHooks) and any(
+        isinstance(attn.get_submodule(name), ActQuantizer) for name in attn.operand_hooks()
     )

@@ -1,7 +1,8 @@
-"""QuantSR+ quantizers (METHOD.md, "RBD"): rounding functions, the redistributed activation quantizer and the
-RBD bit-plane weight quantizer, plus a plain LSQ weight quantizer for ablations.
+"""QuantSR+ quantizers (docs/method.md, "RBD weight quantizer" and "Activation quantizer"): rounding functions, the
+redistributed activation quantizer and the RBD bit-plane weight quantizer, plus a plain LSQ weight quantizer for
+ablations.
 
-Step-size gradient scaling. METHOD.md writes ``a' = (a - a*g).detach() + a*g``. We compute the same thing as
+Step-size gradient scaling. The method writes ``a' = (a - a*g).detach() + a*g``. We compute the same thing as
 ``a.detach() + (a*g - (a*g).detach())``: identical gradient (g), but the forward value is *exactly* ``a`` (x - x
 is exactly 0 in floating point, whereas (a - a*g) + a*g can be off by one ulp), so ``step * integer_levels``
 reproduces the fake-quantized weights bit for bit at export.
@@ -307,7 +308,7 @@ class RBDWeightQuantizer(_WeightQuantizerBase):
     ``t = 2W/a' - 1``; for i = b-1 .. 0: ``r_i = t - sum_{j>i} c_j s_j 2^j``, ``c_i = sign(s_i r_i - beta_i)``
     (0 -> +1, clip-STE backward); ``q = sum_i c_i 2^i``; ``Wq = a' (q + 1) / 2``.
 
-    Reading of the identity (METHOD.md's formula is used literally; no offset is needed): with s = 1, beta = 0
+    Reading of the identity (the method's formula is used literally; no offset is needed): with s = 1, beta = 0
     the loop is greedy signed-binary coding of t. After fixing bits b-1..i+1, the remaining sum
     ``sum_{j<=i} c_j 2^j`` ranges over the odd integers in ``[-(2^(i+1)-1), 2^(i+1)-1]``, which splits into the
     halves ``c_i = -1`` / ``c_i = +1`` whose boundary is exactly 0, so ``sign(r_i)`` picks the half holding the

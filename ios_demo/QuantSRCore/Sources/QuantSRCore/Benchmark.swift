@@ -116,7 +116,7 @@ public struct BenchmarkRow: Codable, Equatable, Sendable {
     }
 
     /// `median_ms` = `round(statistics.median(samples), 2)`, `megapixels_per_s` rounded to 3 decimals,
-    /// `rss_mb` = `round(rssKB / 1024, 1)`, `samples_ms` rounded to 2 decimals (as `quantsr.bench.bench`).
+    /// `rss_mb` = `round(rssKB / 1024, 1)`, `samples_ms` rounded to 2 decimals (as `quantsr.bench.desktop.bench`).
     public init(variant: String, side: Int, scale: Int, samplesMs: [Double], bytes: Int?, rssKB: Int? = nil,
                 backend: ModelBackend? = nil, computeUnits: ComputeUnitsChoice? = nil, device: String? = nil,
                 warmup: Int? = nil, withStats: Bool = false) {

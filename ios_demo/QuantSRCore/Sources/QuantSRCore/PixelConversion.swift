@@ -1,11 +1,11 @@
-/// Pixel <-> tensor conversion, exactly as `quantsr.upscale._run_tiled` does it:
+/// Pixel <-> tensor conversion, exactly as `quantsr.runtime.upscale._run_tiled` does it:
 ///
 /// * in: `uint8 -> float32`, divided by 255 in float32 (`patch.float().div_(255.0)`), planar R, G, B;
 /// * tiles smaller than the model's minimum side (`MIN_SIDE = 8`) are padded at the bottom and right by edge
 ///   replication (`F.pad(..., mode="replicate")`) and the padding is cropped from the output;
 /// * out: `clamp(0, 1)`, `* 255` in float32, rounded half to even (`torch.round`), to `uint8`.
 public enum PixelConversion {
-    /// The smallest input side the exported `.pte` models accept (`quantsr.upscale.MIN_SIDE`).
+    /// The smallest input side the exported `.pte` models accept (`quantsr.artifacts.cards.DEFAULT_MIN_SIDE`).
     public static let minSide = 8
 
     /// One byte to the model's float: `Float(byte) / 255` (float32 division, as torch).

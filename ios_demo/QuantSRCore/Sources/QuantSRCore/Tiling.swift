@@ -1,4 +1,4 @@
-/// Crop-and-stitch tiling, a line-for-line port of `quantsr.tiling.plan_tiles` and `quantsr.upscale._run_tiled`.
+/// Crop-and-stitch tiling, a line-for-line port of `quantsr.runtime.tiling.plan_tiles` and `quantsr.runtime.upscale._run_tiled`.
 
 /// Core region `[y0, y1) x [x0, x1)` and the padded input region `[py0, py1) x [px0, px1)`, in LR pixels.
 public struct Tile: Equatable, Codable, Sendable {

@@ -54,7 +54,7 @@ actor UpscaleService {
         return (loaded, watch.elapsedMs)
     }
 
-    /// Tiled upscaling exactly as `quantsr.upscale.cpu_upscale` (tile plan, edge padding, uint8 rounding).
+    /// Tiled upscaling exactly as `quantsr.runtime.upscale.cpu_upscale` (tile plan, edge padding, uint8 rounding).
     func upscale(_ image: RGBAImage, model: ModelEntry, url: URL, computeUnits: ComputeUnitsChoice,
                  progress: @escaping @Sendable (Int, Int) -> Void) async throws -> UpscaleResult {
         let (runner, loadMs) = try await loadEngine(for: model, url: url, computeUnits: computeUnits)

@@ -27,7 +27,7 @@ data class BenchmarkConfig(
 
 /**
  * Times `model` like `quantsr bench`: a fixed random input per size (seeded by the side), `warmup` untimed runs,
- * then `iterations` timed runs; one row per size with the fields of quantsr.bench.BenchRow.
+ * then `iterations` timed runs; one row per size with the fields of quantsr.bench.rows.BenchRow.
  */
 object Benchmark {
     fun run(

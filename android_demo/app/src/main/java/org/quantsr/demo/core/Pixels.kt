@@ -1,7 +1,7 @@
 package org.quantsr.demo.core
 
 /**
- * Pixel conversion exactly as `quantsr.upscale`: ARGB ints (Android `Bitmap.getPixels`) to planar float RGB in
+ * Pixel conversion exactly as `quantsr.runtime.upscale`: ARGB ints (Android `Bitmap.getPixels`) to planar float RGB in
  * [0, 1] (`value / 255` in float32, alpha ignored), and float to uint8 as `clamp(0, 1) * 255` (float32) rounded
  * half to even (`torch.round` == `Math.rint`). Output pixels are opaque (alpha 255).
  */

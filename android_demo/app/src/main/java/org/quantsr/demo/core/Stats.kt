@@ -37,7 +37,7 @@ data class LatencyStats(
     }
 }
 
-/** Benchmark rows with the fields of `quantsr bench`'s JSON rows (quantsr.bench.BenchRow). */
+/** Benchmark rows with the fields of `quantsr bench`'s JSON rows (quantsr.bench.rows.BenchRow). */
 object Bench {
     /** Python's `round(x, digits)` (exact binary value, ties to even). */
     fun round(

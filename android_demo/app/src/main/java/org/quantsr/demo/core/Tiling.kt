@@ -51,13 +51,13 @@ class ArraySink(
 }
 
 /**
- * Crop-and-stitch tiling, the same as `quantsr.tiling.plan_tiles` + `quantsr.upscale._run_tiled`: cores of
+ * Crop-and-stitch tiling, the same as `quantsr.runtime.tiling.plan_tiles` + `quantsr.runtime.upscale._run_tiled`: cores of
  * `tile` LR pixels, each read with `overlap` extra pixels on every side (clipped at the image border); patches
  * smaller than `minSide` (or than a fixed model input) are padded on the bottom/right by edge replication and the
  * padding is cropped away with the margin; each core is converted to uint8 as soon as it is done.
  */
 object Tiling {
-    const val MIN_SIDE = 8 // quantsr.upscale.MIN_SIDE: the .pte files are exported with H, W in [8, 1024]
+    const val MIN_SIDE = 8 // quantsr.artifacts.cards.DEFAULT_MIN_SIDE: the .pte files are exported with H, W in [8, 1024]
 
     fun planTiles(
         height: Int,

@@ -1,0 +1,184 @@
+"""The ``quantsr`` command line: the argument parser and ``main`` (subcommands: :mod:`quantsr.cli.commands`)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from quantsr import __version__
+from quantsr.cli.commands import (
+    cmd_bench,
+    cmd_eval,
+    cmd_export,
+    cmd_models,
+    cmd_profile,
+    cmd_quantize,
+    cmd_train,
+    cmd_upscale,
+)
+from quantsr.cli.mobile import add_mobile_parser
+
+
+def _add_model_args(p: argparse.ArgumentParser, weights_help: str) -> None:
+    p.add_argument("--model", help="architecture name (see `quantsr models`)")
+    p.add_argument("--scale", type=int, help="upscaling factor (default: what the checkpoint says, else 4)")
+    p.add_argument("--weights", help=weights_help)
+    p.add_argument("--model-kw", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="architecture options, e.g. num_block=8 num_feat=32")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+
+
+def _parse_size(text: str) -> tuple[int, int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"expected CxHxW such as 3x64x64, got {text!r}")
+    return tuple(int(p) for p in parts)  # type: ignore[return-value]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="quantsr", description="Low-bit image super-resolution.")
+    parser.add_argument("--version", action="version", version=f"quantsr {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("models", help="list registered architectures")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("quantize", help="QuantSR+ quantization-aware training from an FP checkpoint")
+    _add_model_args(p, "FP teacher checkpoint (default: the known public one)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, model.pt, model_card.json)")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--preset", choices=["paper", "cpu-2h"], help="paper: 500k iterations, batch 128 (GPUs)")
+    p.add_argument("--w-bits", dest="w_bits", type=int)
+    p.add_argument("--a-bits", dest="a_bits", type=int)
+    p.add_argument("--weight-quantizer", dest="weight_quantizer", choices=["rbd", "lsq"])
+    p.add_argument("--rounding", choices=["ste", "soft"])
+    p.add_argument("--rest-int8", dest="rest_int8", action="store_const", const=True,
+                   help="head/tail/upsampler int8 instead of FP32")
+    p.add_argument("--no-distill", dest="distill", action="store_const", const=False, help="L1 only, no SFD")
+    p.add_argument("--qsa-keep", dest="qsa_keep", type=int, help="QSA: slim the body to this many blocks")
+    p.add_argument("--iterations", type=int)
+    p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--lr-patch", dest="lr_patch", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--max-train-minutes", dest="max_train_minutes", type=float,
+                   help="wall-clock training budget: stop there, checkpoint, evaluate and write the model card")
+    p.add_argument("--quantizer-lr-scale", dest="quantizer_lr_scale", type=float,
+                   help="lr multiplier for quantizer parameters (steps, tau, s, beta); default 1")
+    p.add_argument("--milestones", type=int, nargs="*")
+    p.add_argument("--val-every", dest="val_every", type=int)
+    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
+    p.add_argument("--train-dirs", dest="train_dirs", nargs="+")
+    p.add_argument("--bf16", action="store_const", const=True)
+    p.add_argument("--channels-last", dest="channels_last", action="store_const", const=True)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("upscale", help="upscale a photo (or a folder of photos) on the CPU")
+    p.add_argument("input", help="an image file or a folder of images")
+    p.add_argument("output", nargs="?", help="output file (or folder); default IN_x4.png (or FOLDER_x4/)")
+    p.add_argument("--scale", type=int, default=4)
+    p.add_argument("--bits", type=int, default=4, help="which embedded model: 4 (W4A4, default) or 2 (W2A2)")
+    p.add_argument("--model", help="a .pte file or a quantsr checkpoint instead of the embedded model")
+    p.add_argument("--tile", type=int, default=256, help="tile side in input pixels (default 256)")
+    p.add_argument("--overlap", type=int, default=16, help="tile margin in input pixels (default 16)")
+    p.add_argument("--compare", action="store_true", help="also write OUT_compare.png: bicubic | quantsr")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_upscale)
+
+    p = sub.add_parser("bench", help="time eager / .pte fp32 / int8 / QAT (/ onnxruntime) variants, interleaved")
+    p.add_argument("checkpoint", help="a QAT checkpoint from `quantsr quantize`")
+    p.add_argument("--out", default="runs/bench", help="where the exported variants go")
+    p.add_argument("--sizes", type=int, nargs="+", default=[64, 256], help="input sides (default 64 256)")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--json", help="also write the rows as JSON")
+    p.add_argument("--no-eval", action="store_true", help="skip Set5 PSNR")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--reuse", action="store_true",
+                   help="reuse the exports and Set5 scores of an earlier run in --out (time again, export once)")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("export", help="export a checkpoint to verified .pte / .mlpackage files with model cards")
+    p.add_argument("checkpoint", help="a quantsr checkpoint (e.g. runs/x/model.pt from `quantsr quantize`)")
+    p.add_argument("--format", choices=["pte", "coreml", "all"], default="pte")
+    p.add_argument("--out", default="exported", help="output folder (default ./exported)")
+    p.add_argument("--tile", type=int, help="fixed input side; default dynamic H/W for .pte, 64 for Core ML")
+    p.add_argument("--quant", choices=["learned", "int8", "fp32"],
+                   help="default: learned for a QAT checkpoint, fp32 otherwise")
+    p.add_argument("--no-eval", action="store_true", help="skip the Set5 PSNR of the artifact")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("profile", help="MACs, BitOPs, OPs and storage per layer, and the reduction vs FP32")
+    p.add_argument("--model", required=True)
+    p.add_argument("--scale", type=int, default=4)
+    p.add_argument("--model-kw", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--input", type=_parse_size, default=(3, 64, 64), help="LR input CxHxW (default 3x64x64)")
+    p.add_argument("--body-bits", type=int, nargs=2, metavar=("W", "A"),
+                   help="count body layers at W-bit weights / A-bit activations, the rest FP32")
+    p.add_argument("--top", type=int, default=None, help="show only the N most expensive layers")
+    p.add_argument("--json")
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("eval", help="PSNR/SSIM (Y channel) on benchmark sets")
+    _add_model_args(p, "checkpoint (public or quantsr); default: the known public one in ../shared/weights")
+    p.add_argument("--datasets", nargs="+", default=["Set5", "Set14", "B100"],
+                   help="benchmark names under the data root, or folders of HR images")
+    p.add_argument("--official-lr", nargs="*", default=[], metavar="SET",
+                   help="also evaluate these sets with their official LR folders (e.g. Set5)")
+    p.add_argument("--data-root", help="folder holding the benchmark sets (default ../shared/data/benchmark)")
+    p.add_argument("--tile", type=int, default=None, help="LR tile size for large images (default: whole image)")
+    p.add_argument("--tile-overlap", type=int, default=32, help="LR pixels of context around each tile")
+    p.add_argument("--json", help="also write the results as JSON here")
+    p.add_argument("--per-image", action="store_true", help="print every image's scores")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train", help="train an FP SR model (L1, Adam, multi-step LR), resumable")
+    _add_model_args(p, "unused for train; see --init-weights")
+    p.add_argument("--init-weights", help="start from these weights")
+    p.add_argument("--out", required=True, help="run folder for last.pt / best.pt")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--iterations", type=int, default=10000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr-patch", type=int, default=48, help="LR patch size (HR patch = scale x this)")
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--milestones", type=int, nargs="*", help="LR decay iterations (default 50/80/90/95%%)")
+    p.add_argument("--gamma", type=float, default=0.5)
+    p.add_argument("--val-every", type=int, default=1000)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--train-dirs", nargs="+", help="HR training folders (default T91 + BSD200)")
+    p.add_argument("--val-sets", nargs="*", default=["Set5"])
+    p.add_argument("--data-root", help="folder holding the benchmark sets")
+    p.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast (fast only on CPUs with AVX512-BF16/AMX, and on GPUs)")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    add_mobile_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FloatingPointError) as exc:  # ImageError, ArtifactError are ValueErrors
+        print(f"quantsr: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("quantsr: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

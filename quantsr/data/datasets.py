@@ -1,0 +1,175 @@
+"""Benchmark sets (HR folder -> LR by MATLAB bicubic, or a given LR folder) and the random-patch training set."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from quantsr.data.image_io import ImageError, list_images, load_image
+from quantsr.data.imresize import imresize
+
+BENCHMARK_NAMES = ("Set5", "Set14", "B100", "Urban100", "Manga109")
+
+
+def default_data_root() -> Path:
+    """``$QUANTSR_DATA`` if set, else ``../shared/data`` relative to the repository."""
+    env = os.environ.get("QUANTSR_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def modcrop(img: np.ndarray, scale: int, source: str | os.PathLike = "image") -> np.ndarray:
+    """Crop the bottom/right so both sides are multiples of ``scale``."""
+    h, w = img.shape[:2]
+    if h < scale or w < scale:
+        raise ImageError(f"{source}: {w}x{h} is smaller than the scale x{scale}; it cannot be downscaled")
+    return img[: h - h % scale, : w - w % scale]
+
+
+def make_lr(hr: np.ndarray, scale: int) -> np.ndarray:
+    """LR as the benchmarks define it: MATLAB bicubic of the mod-cropped uint8 HR."""
+    return imresize(modcrop(hr, scale), 1.0 / scale)
+
+
+@dataclass
+class BenchmarkImage:
+    name: str
+    lr: np.ndarray  # uint8 (h, w, 3)
+    hr: np.ndarray  # uint8 (s*h, s*w, 3), mod-cropped
+
+
+class BenchmarkSet:
+    """A benchmark set: HR images from ``hr_dir``; LR from ``lr_dir`` (files named ``{stem}x{scale}`` or ``{stem}``)
+    or made with :func:`make_lr`. Iterating yields :class:`BenchmarkImage`."""
+
+    def __init__(self, hr_dir: str | os.PathLike, scale: int, lr_dir: str | os.PathLike | None = None,
+                 name: str | None = None) -> None:
+        self.hr_dir = Path(hr_dir)
+        self.scale = scale
+        self.lr_dir = Path(lr_dir) if lr_dir else None
+        self.name = name or self.hr_dir.name
+        self.files = list_images(self.hr_dir)
+
+    @classmethod
+    def from_name(cls, name: str, scale: int, root: str | os.PathLike | None = None,
+                  official_lr: bool = False) -> BenchmarkSet:
+        """``Set5``/``Set14``/``B100``... under ``root/benchmark`` (default :func:`default_data_root`), or a folder."""
+        if Path(name).is_dir():
+            return cls(name, scale)
+        base = Path(root) if root else default_data_root() / "benchmark"
+        hr_dir = base / name
+        if not hr_dir.is_dir():
+            known = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+            raise ImageError(f"benchmark {name!r} not found under {base} (found: {', '.join(known) or 'nothing'}); "
+                             "pass a folder of HR images or set QUANTSR_DATA")
+        lr_dir = None
+        if official_lr:
+            lr_dir = base / f"{name}_LR_bicubic" / f"X{scale}"
+            if not lr_dir.is_dir():
+                raise ImageError(f"no official LR folder {lr_dir} for {name} x{scale}")
+        return cls(hr_dir, scale, lr_dir, name=name + (" (official LR)" if official_lr else ""))
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load(self, index: int) -> BenchmarkImage:
+        path = self.files[index]
+        hr = modcrop(load_image(path), self.scale, source=path)
+        if self.lr_dir is None:
+            lr = imresize(hr, 1.0 / self.scale)
+        else:
+            lr = load_image(self._lr_path(path))
+            expected = (hr.shape[0] // self.scale, hr.shape[1] // self.scale)
+            if lr.shape[:2] != expected:
+                raise ImageError(f"{self._lr_path(path)}: LR is {lr.shape[1]}x{lr.shape[0]}, expected "
+                                 f"{expected[1]}x{expected[0]} for x{self.scale} of {path.name}")
+        return BenchmarkImage(path.stem, lr, hr)
+
+    def __iter__(self) -> Iterator[BenchmarkImage]:
+        for i in range(len(self)):
+            yield self.load(i)
+
+    def _lr_path(self, hr_path: Path) -> Path:
+        assert self.lr_dir is not None
+        for stem in (f"{hr_path.stem}x{self.scale}", hr_path.stem):
+            for suffix in (hr_path.suffix, ".png"):
+                candidate = self.lr_dir / f"{stem}{suffix}"
+                if candidate.is_file():
+                    return candidate
+        raise ImageError(f"no LR image for {hr_path.name} in {self.lr_dir}")
+
+
+def augment(lr: np.ndarray, hr: np.ndarray, code: int) -> tuple[np.ndarray, np.ndarray]:
+    """One of the 8 dihedral transforms (bit 0: h-flip, bit 1: v-flip, bit 2: transpose), same on LR and HR."""
+    if code & 1:
+        lr, hr = lr[:, ::-1], hr[:, ::-1]
+    if code & 2:
+        lr, hr = lr[::-1], hr[::-1]
+    if code & 4:
+        lr, hr = lr.transpose(1, 0, 2), hr.transpose(1, 0, 2)
+    return lr, hr
+
+
+class PatchDataset:
+    """Random paired patches from HR folders, LR made once per image with the benchmark resize.
+
+    ``batch(iteration)`` is a pure function of (seed, iteration): a resumed run sees exactly the batches an
+    uninterrupted one would, with no sampler state to checkpoint. Whole images are resized once and cached in
+    memory, so a batch is only crops and flips (well under a millisecond per patch).
+    """
+
+    def __init__(self, hr_dirs: Sequence[str | os.PathLike], scale: int, lr_patch: int = 48, batch_size: int = 16,
+                 seed: int = 0, augment: bool = True, show_progress: bool = False) -> None:
+        self.scale, self.lr_patch, self.batch_size, self.seed = scale, lr_patch, batch_size, seed
+        self.use_augment = augment
+        files = [f for d in hr_dirs for f in list_images(d)]
+        self.pairs: list[tuple[np.ndarray, np.ndarray]] = []
+        skipped = []
+        iterator = files
+        if show_progress:
+            from tqdm import tqdm
+            iterator = tqdm(files, desc="preparing LR", unit="img", leave=False)
+        for path in iterator:
+            hr = load_image(path)
+            if min(hr.shape[:2]) < lr_patch * scale:
+                skipped.append(path.name)
+                continue
+            hr = modcrop(hr, scale, source=path)
+            self.pairs.append((imresize(hr, 1.0 / scale), hr))
+        if not self.pairs:
+            raise ImageError(f"no training image is at least {lr_patch * scale} px on each side "
+                             f"(lr_patch {lr_patch} x scale {scale}); use a smaller --lr-patch")
+        self.skipped = skipped
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        lr_img, hr_img = self.pairs[int(rng.integers(len(self.pairs)))]
+        p, s = self.lr_patch, self.scale
+        y = int(rng.integers(lr_img.shape[0] - p + 1))
+        x = int(rng.integers(lr_img.shape[1] - p + 1))
+        lr = lr_img[y : y + p, x : x + p]
+        hr = hr_img[y * s : (y + p) * s, x * s : (x + p) * s]
+        if self.use_augment:
+            lr, hr = augment(lr, hr, int(rng.integers(8)))
+        return lr, hr
+
+    def batch(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(LR, HR) float32 tensors in [0, 1], shapes (B, 3, p, p) and (B, 3, s*p, s*p)."""
+        rng = np.random.default_rng([self.seed, iteration])
+        lrs, hrs = zip(*(self.sample(rng) for _ in range(self.batch_size)))
+        return _stack(lrs), _stack(hrs)
+
+
+def _stack(images: Sequence[np.ndarray]) -> torch.Tensor:
+    h, w = images[0].shape[:2]
+    out = np.empty((len(images), 3, h, w), dtype=np.uint8)
+    for i, im in enumerate(images):
+        out[i] = im.transpose(2, 0, 1)
+    return torch.from_numpy(out).to(torch.float32).div_(255.0)

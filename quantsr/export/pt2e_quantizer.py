@@ -1,0 +1,177 @@
+"""PT2E quantizers for the XNNPACK delegate.
+
+* :func:`int8_quantizer`: plain observer-calibrated static int8 (per-channel weights): the PTQ comparison.
+* :class:`LearnedQParamsQuantizer`: the layers of a QAT model keep their *trained* quantization. Their weights
+  get a fixed per-channel int8 spec whose scales are all the learned weight step (the values are already on the
+  b-bit grid, so the stored integers are the levels); their inputs, already rounded onto the learned b-bit grid
+  by the ops :mod:`quantsr.export.deploy` writes into the graph, are quantized to int8 per run (XNNPACK
+  qd8-f32-qc8w, fp32 output; see deploy.py for why not static int8). Every other layer is left fp32
+  (``rest="fp32"``: numerically the eager model) or dynamically quantized int8 as well (``rest="int8"``).
+
+Conv weights are declared over the full int8 range even at 4 bits: a spec of exactly ``[-8, 7]`` makes XNNPACK
+try its 4-bit packing, which exists for linear layers only (docs/deploy.md, "Learned quantization in the graph").
+"""
+from __future__ import annotations
+
+import torch
+from torch.fx import GraphModule, Node
+
+from quantsr.export.deploy import LayerQParams
+
+__all__ = ["LearnedQParamsQuantizer", "int8_quantizer", "node_layer_name"]
+
+CONV_OR_LINEAR = {torch.ops.aten.conv2d.default, torch.ops.aten.convolution.default, torch.ops.aten.linear.default}
+
+
+def int8_quantizer():
+    """XNNPACK static int8 with per-channel symmetric weights and histogram-observed activations."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+
+
+def _fixed_weight_spec(scale: float, channels: int):
+    from torchao.quantization.pt2e.observer import ObserverBase
+    from torchao.quantization.pt2e.quantizer import QuantizationSpec
+
+    class FixedPerChannelObserver(ObserverBase):
+        """Returns the trained step as every channel's scale (zero point 0) instead of observing anything."""
+
+        def __init__(self, **kwargs) -> None:
+            super().__init__(dtype=torch.int8)
+            self.qscheme, self.ch_axis = torch.per_channel_symmetric, 0
+            self.quant_min, self.quant_max = -128, 127
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+        def calculate_qparams(self):
+            return (torch.full((channels,), scale, dtype=torch.float32),
+                    torch.zeros(channels, dtype=torch.int64))
+
+    return QuantizationSpec(dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_channel_symmetric,
+                            ch_axis=0, is_dynamic=False, observer_or_fake_quant_ctr=FixedPerChannelObserver)
+
+
+def node_layer_name(node: Node) -> str | None:
+    """The name of the module that owns a conv/linear node: from its weight's attribute path
+    (``body.0.conv1.weight``), else from ``nn_module_stack``."""
+    weight = node.args[1] if len(node.args) > 1 else None
+    if isinstance(weight, Node) and weight.op == "get_attr" and str(weight.target).endswith("weight"):
+        return str(weight.target).rsplit(".", 1)[0]
+    stack = node.meta.get("nn_module_stack")
+    if stack:
+        return str(list(stack.values())[-1][0])
+    return None
+
+
+def _fixed_act_spec(scale: float):
+    from torchao.quantization.pt2e.observer import FixedQParamsObserver
+    from torchao.quantization.pt2e.quantizer import QuantizationSpec
+
+    return QuantizationSpec(
+        dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine, is_dynamic=False,
+        observer_or_fake_quant_ctr=FixedQParamsObserver.with_args(
+            scale=scale, zero_point=0, dtype=torch.int8, qscheme=torch.per_tensor_affine, quant_min=-128,
+            quant_max=127))
+
+
+def _static_input_chain(conv: Node) -> tuple[Node, Node]:
+    """The ``add(x, tau)`` and ``clamp`` nodes a static FixedQuantConv2d puts before its conv."""
+    clamp = conv.args[0]
+    add = clamp.args[0] if isinstance(clamp, Node) else None
+    if not (isinstance(clamp, Node) and clamp.target == torch.ops.aten.clamp.default and isinstance(add, Node)
+            and add.target == torch.ops.aten.add.Tensor):
+        raise RuntimeError(f"{conv.name}: expected add(x, tau) -> clamp -> conv before a learned conv; was the "
+                           "model made by quantsr.export.deploy.to_deploy_model(..., 'static')?")
+    return add, clamp
+
+
+class LearnedQParamsQuantizer:
+    """A PT2E quantizer that keeps the trained quantization of the layers in ``qparams`` (by layer name).
+
+    ``activations="static"``: ``x + tau`` gets a fixed int8 output spec with scale ``a`` (that quantize is the
+    activation rounding), the clamp and the conv input share it, the weights get the fixed learned scale, and
+    every other op XNNPACK can quantize (conv outputs, adds, cat, mul, other convs if ``rest="int8"``) is static
+    int8 with calibrated observers. ``activations="dynamic"``: only the convs are quantized, inputs per run.
+    ``rest``: ``"fp32"`` leaves the layers the model keeps in FP as fp32; ``"int8"`` quantizes them too.
+    Built on the XNNPACK quantizer, imported lazily so that importing quantsr stays light."""
+
+    def __new__(cls, qparams: dict[str, LayerQParams], rest: str = "fp32", activations: str = "static"):
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+            XNNPACKQuantizer,
+            get_symmetric_quantization_config,
+        )
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import (
+            propagate_annotation,
+        )
+        from torchao.quantization.pt2e.quantizer import (
+            QuantizationAnnotation,
+            SharedQuantizationSpec,
+        )
+        from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
+
+        if rest not in ("fp32", "int8"):
+            raise ValueError(f"rest must be 'fp32' or 'int8', got {rest!r}")
+        if activations not in ("static", "dynamic"):
+            raise ValueError(f"activations must be 'static' or 'dynamic', got {activations!r}")
+        dynamic = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True)
+        static = get_symmetric_quantization_config(is_per_channel=True)
+
+        def annotate_static(node: Node, qp: LayerQParams, w_spec) -> None:
+            add, clamp = _static_input_chain(node)
+            add_inputs = {a: static.input_activation for a in add.args if isinstance(a, Node)}
+            add.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
+                input_qspec_map=add_inputs, output_qspec=_fixed_act_spec(qp.act_scale), _annotated=True)
+            shared = SharedQuantizationSpec(add)
+            clamp.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
+                input_qspec_map={add: shared}, output_qspec=shared, _annotated=True)
+            node.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
+                input_qspec_map={clamp: shared, node.args[1]: w_spec}, output_qspec=static.output_activation,
+                _annotated=True)
+
+        class _Quantizer(XNNPACKQuantizer):
+            def __init__(self) -> None:
+                super().__init__()
+                self.qparams = qparams
+                self.matched: set[str] = set()
+                self.fp_layers: set[Node] = set()
+                if activations == "static":
+                    self.set_global(static)
+                    self.set_filter_function(lambda n: n not in self.fp_layers)
+
+            def annotate(self, model: GraphModule) -> GraphModule:
+                for node in model.graph.nodes:
+                    if node.op != "call_function" or node.target not in CONV_OR_LINEAR:
+                        continue
+                    name = node_layer_name(node)
+                    weight = node.args[1]
+                    if name in self.qparams:
+                        qp = self.qparams[name]
+                        w_spec = _fixed_weight_spec(qp.weight_scale, int(weight.meta["val"].shape[0]))
+                        self.matched.add(name)
+                        if activations == "static":
+                            annotate_static(node, qp, w_spec)
+                            continue
+                    elif name is not None and name.endswith(".prescale") or rest == "fp32":
+                        self.fp_layers.add(node)
+                        continue
+                    elif activations == "static":
+                        continue  # int8 by the global static config below
+                    else:
+                        w_spec = dynamic.weight
+                    node.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
+                        input_qspec_map={node.args[0]: dynamic.input_activation, weight: w_spec}, _annotated=True)
+                missing = set(self.qparams) - self.matched
+                if missing:
+                    raise RuntimeError(f"learned qparams for {sorted(missing)[:4]} found no conv/linear node in "
+                                       "the exported graph")
+                if activations == "static":
+                    self._annotate_for_quantization_config(model)
+                    propagate_annotation(model)
+                return model
+
+        return _Quantizer()

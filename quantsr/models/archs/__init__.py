@@ -1,0 +1,1 @@
+"""One module per architecture; importing a module registers it (``quantsr.models.registry`` imports them all)."""

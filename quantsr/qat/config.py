@@ -1,0 +1,44 @@
+"""The training recipe of ``quantsr quantize``: how a low-bit student is trained (not what it is: that is the
+:class:`~quantsr.quant.recipe.QuantRecipe`). Saved in the run's ``last.pt`` for resuming only, never in the
+shipped ``model.pt``, so renaming a training flag cannot break a checkpoint."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["PRESETS", "TrainRecipe"]
+
+
+@dataclass
+class TrainRecipe:
+    distill: bool = True  # SFD feature loss on top of L1
+    distill_weight: float = 1e-4
+    iterations: int = 10000
+    batch_size: int = 16
+    lr_patch: int = 48
+    lr: float = 2e-4
+    quantizer_lr_scale: float = 1.0  # lr multiplier for quantizer parameters (steps, tau, s_i, beta_i)
+    milestones: list[int] | None = None  # default: 50/80/90/95% of iterations
+    val_every: int = 1000
+    checkpoint_every: int = 250
+    max_train_minutes: float | None = None  # stop (checkpoint, evaluate, write the card) after this much training
+    bf16: bool = False
+    channels_last: bool = False
+    device: str = "cpu"
+    seed: int = 0
+    train_dirs: list[str] = field(default_factory=list)
+    val_sets: list[str] = field(default_factory=lambda: ["Set5"])
+
+    def schedule(self) -> list[int]:
+        """The learning-rate decay iterations (x0.5 each)."""
+        return self.milestones or [int(self.iterations * f) for f in (0.5, 0.8, 0.9, 0.95)]
+
+
+# The paper's recipe (docs/method.md, "Training recipes") for a machine with GPUs: 500k iterations, batch 128.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": dict(iterations=500_000, batch_size=128, lr_patch=64, lr=2e-4,
+                  milestones=[250_000, 400_000, 450_000, 475_000], val_every=5000, checkpoint_every=5000),
+    # About 2 h for IMDN x4 W4A4 on 2 AVX2 cores in fp32 (measured 3.6 s/it with the SFD teacher and quantizers;
+    # bf16 is 10x slower without AVX512-BF16/AMX, channels_last no faster: benchmarks/train_throughput.py).
+    "cpu-2h": dict(iterations=2000, batch_size=16, lr_patch=48, lr=2e-4, val_every=250, checkpoint_every=100),
+}

@@ -1,0 +1,99 @@
+"""Quantization-aware training with QuantSR+ (RBD quantizer, optional QSA slimming, SFD distillation): the
+pipeline behind ``quantsr quantize``, from an FP checkpoint to a trained low-bit checkpoint and its model card."""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from quantsr.artifacts.atomic import write_text_atomic
+from quantsr.checkpoints.format import checkpoint_metadata
+from quantsr.data.datasets import BenchmarkSet, PatchDataset, default_data_root
+from quantsr.eval.evaluate import evaluate
+from quantsr.eval.opcount import profile
+from quantsr.qat.config import TrainRecipe
+from quantsr.qat.qsa import QSAScheduler
+from quantsr.qat.sfd import SFDLoss
+from quantsr.qat.student import make_student, param_groups
+from quantsr.quant.quantize import calibrate_
+from quantsr.quant.recipe import QuantRecipe
+from quantsr.train.trainer import TrainConfig, Trainer
+
+__all__ = ["quantize_checkpoint"]
+
+
+def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: QuantRecipe, train: TrainRecipe,
+                        out_dir: str | Path, *, model_kwargs: dict | None = None, teacher_source: str = "",
+                        resume: bool = False, progress: bool = True,
+                        eval_sets: tuple[str, ...] = ("Set5", "Set14", "B100")) -> dict:
+    """Train a low-bit student of ``recipe``'s architecture from the FP ``teacher`` as ``train`` says, and write
+    ``out_dir/last.pt`` (resumable: it also holds the training recipe), ``best.pt``, ``model.pt`` (final weights
+    and the quantization recipe) and ``model_card.json``. Returns the model card."""
+    out_dir = Path(out_dir)
+    model_kwargs = dict(model_kwargs or {})
+    torch.manual_seed(train.seed)
+    teacher = teacher.eval()
+    student = make_student(teacher, recipe)
+
+    root = default_data_root() / "train"
+    train_dirs = train.train_dirs or [str(root / "T91"), str(root / "BSD200")]
+    data = PatchDataset(train_dirs, scale, lr_patch=train.lr_patch, batch_size=train.batch_size, seed=train.seed,
+                        show_progress=progress)
+    calibrate_(student, data.batch(0)[0])  # LSQ init of the activation steps at the first training batch
+    val_sets = [BenchmarkSet.from_name(name, scale) for name in train.val_sets]
+    loss = SFDLoss(student, weight=train.distill_weight) if train.distill else nn.L1Loss()
+    optimizer = torch.optim.Adam(param_groups(student, train), lr=train.lr, betas=(0.9, 0.99))
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=train.schedule(), gamma=0.5)
+    callbacks = []
+    qsa = None
+    if recipe.qsa_keep is not None:
+        qsa = QSAScheduler(train.iterations, budget=recipe.qsa_keep)
+        callbacks.append(qsa)
+    metadata = checkpoint_metadata(model, scale, model_kwargs, recipe)
+    config = TrainConfig(iterations=train.iterations, val_every=train.val_every,
+                         checkpoint_every=train.checkpoint_every, out_dir=str(out_dir), bf16=train.bf16,
+                         channels_last=train.channels_last, progress=progress, device=train.device,
+                         max_train_seconds=None if train.max_train_minutes is None else 60.0 * train.max_train_minutes)
+    trainer = Trainer(student, data, loss, optimizer, scheduler, teacher=teacher if train.distill else None,
+                      val_sets=val_sets, config=config, metadata=metadata, callbacks=callbacks,
+                      run_settings={"train_recipe": asdict(train)})
+    if (out_dir / "last.pt").exists() and not resume:
+        raise ValueError(f"{out_dir / 'last.pt'} exists; pass --resume to continue it, or choose another --out")
+    if resume:
+        trainer.resume()
+    start = time.process_time()
+    history = trainer.fit()
+    cpu_seconds = time.process_time() - start
+    if qsa is not None:
+        qsa.finalize(student)
+
+    student.eval()
+    result = evaluate(student, eval_sets, scale, progress=progress, model_name=model, device=train.device)
+    fp_result = evaluate(teacher, eval_sets, scale, progress=progress, model_name=model, device=train.device)
+    report = profile(student.cpu(), (3, 64, 64))
+    card = {
+        "architecture": model, "scale": scale, "model_kwargs": model_kwargs,
+        "bits": {"weights": recipe.w_bits, "activations": recipe.a_bits,
+                 "head_tail": recipe.head_tail_bits, "weight_quantizer": recipe.weight_quantizer},
+        "teacher": teacher_source, "distillation": "SFD" if train.distill else None,
+        "qsa": None if qsa is None else {"kept_blocks": recipe.qsa_keep,
+                                         "events": [asdict(e) for e in qsa.events]},
+        "data": {"train": train_dirs, "lr_patch": train.lr_patch, "batch_size": train.batch_size},
+        "iterations": trainer.iteration, "cpu_seconds_this_run": round(cpu_seconds, 1),
+        "train_seconds_total": round(history.data_seconds + history.step_seconds, 1),
+        "machine": platform.processor() or platform.machine(), "device": train.device,
+        "results": [{"set": s.name, "psnr": round(s.psnr, 3), "ssim": round(s.ssim, 4),
+                     "fp_psnr": round(f.psnr, 3), "drop_db": round(f.psnr - s.psnr, 3)}
+                    for s, f in zip(result.sets, fp_result.sets)],
+        "profile": {"input": [3, 64, 64], "ops": report.ops, "storage_bits": report.storage_bits,
+                    "ops_reduction_pct": round(report.ops_reduction_pct, 2),
+                    "storage_reduction_pct": round(report.storage_reduction_pct, 2)},
+    }
+    torch.save({"model": student.state_dict(), "metadata": metadata}, out_dir / "model.pt")
+    write_text_atomic(json.dumps(card, indent=1), out_dir / "model_card.json")
+    return card

@@ -1,0 +1,90 @@
+"""Checkpoint metadata: versioned quantization recipes, the legacy (format 1) checkpoints still load, one loader
+for every kind of file that knows the scale from the file."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from quantsr import create_model, load_model
+from quantsr.checkpoints.format import FORMAT_VERSION, checkpoint_metadata, parse_metadata
+from quantsr.checkpoints.load import load_model_and_info
+from quantsr.quant import calibrate_, quantized_layers
+from quantsr.quant.recipe import RECIPE_VERSION, QuantRecipe, build_quantized_
+from quantsr.train.checkpoint import save_atomic
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = sorted((ROOT / "checkpoints").glob("*.pt"))
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
+def test_committed_checkpoints_still_load(path):
+    """The shipped low-bit checkpoints were written in format 1 (the whole training config under "qat")."""
+    card = json.loads(path.with_suffix(".json").read_text())
+    model, info = load_model_and_info(path)
+    assert info.format_version == 1 and info.model == card["architecture"] and info.scale == card["scale"]
+    assert info.recipe == QuantRecipe(w_bits=card["bits"]["weights"], a_bits=card["bits"]["activations"])
+    assert set(quantized_layers(model).values()) == {(info.recipe.w_bits, info.recipe.a_bits)}
+    with pytest.raises(ValueError, match="is a x4 model; use --scale 4"):
+        load_model(path, scale=2)
+
+
+def _tiny(tmp_path, meta, recipe=None):
+    torch.manual_seed(0)
+    net = create_model("edsr", scale=2, num_block=2, num_feat=8)
+    if recipe is not None:
+        calibrate_(build_quantized_(net, recipe), torch.rand(2, 3, 12, 12))
+    path = tmp_path / "tiny.pt"
+    save_atomic({"model": net.state_dict(), "metadata": meta}, path)
+    return net, path
+
+
+def test_recipe_round_trip_and_versions(tmp_path):
+    recipe = QuantRecipe(w_bits=2, a_bits=3, head_tail_bits=8, skip_blocks=(1,))
+    assert QuantRecipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
+    assert recipe.to_dict()["version"] == RECIPE_VERSION
+    net, path = _tiny(tmp_path, checkpoint_metadata("edsr", 2, {"num_block": 2, "num_feat": 8}, recipe), recipe)
+    model, info = load_model_and_info(path)
+    assert info.format_version == FORMAT_VERSION and info.recipe == recipe and info.scale == 2
+    assert set(quantized_layers(model).values()) == {(2, 3), (8, 8)}  # body low-bit, head/tail int8
+    x = torch.rand(1, 3, 12, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), net.eval()(x))
+    with pytest.raises(ValueError, match="recipe version 2 is not readable"):
+        QuantRecipe.from_dict({**recipe.to_dict(), "version": 2})
+    with pytest.raises(ValueError, match="unknown fields \\['new_knob'\\]"):
+        QuantRecipe.from_dict({**recipe.to_dict(), "new_knob": 1})
+    with pytest.raises(ValueError, match="checkpoint format 9"):
+        parse_metadata({"format_version": 9, "model": "edsr", "scale": 2})
+
+
+def test_legacy_training_config_maps_to_the_recipe():
+    legacy = {"w_bits": 2, "a_bits": 2, "weight_quantizer": "lsq", "rounding": "soft", "rest_int8": True,
+              "qsa_keep": 3, "skip_blocks": None, "iterations": 99, "lr": 1.0, "seed": 7, "removed_flag": 1}
+    info = parse_metadata({"model": "imdn", "scale": 4, "model_kwargs": {}, "qat": legacy})
+    assert info.recipe == QuantRecipe(w_bits=2, a_bits=2, weight_quantizer="lsq", rounding="soft",
+                                      head_tail_bits=8, qsa_keep=3)
+    training_fields = {"iterations", "lr", "batch_size", "seed", "distill"}
+    assert not training_fields & {f.name for f in dataclasses.fields(QuantRecipe)}
+
+
+def test_one_loader_for_public_fp_and_quantsr_files(tmp_path):
+    net, path = _tiny(tmp_path, checkpoint_metadata("edsr", 2, {"num_block": 2, "num_feat": 8}))
+    model, info = load_model_and_info(path)
+    assert info.recipe is None and info.model == "edsr" and info.scale == 2 and not quantized_layers(model)
+    with pytest.raises(ValueError, match="holds a edsr model, not imdn"):
+        load_model(path, model="imdn")
+    public = tmp_path / "IMDN_x3.pth"  # a known public file name says its architecture and scale
+    torch.save(create_model("imdn", scale=3).state_dict(), public)
+    model, info = load_model_and_info(public)
+    assert (info.model, info.scale, info.format_version) == ("imdn", 3, None)
+    with pytest.raises(ValueError, match="is a x3 checkpoint"):
+        load_model(public, scale=4)
+    anonymous = tmp_path / "weights.pth"
+    torch.save(create_model("edsr", scale=2, num_block=2, num_feat=8).state_dict(), anonymous)
+    with pytest.raises(ValueError, match="does not say which architecture"):
+        load_model(anonymous)
+    assert load_model(anonymous, model="edsr", scale=2, model_kwargs={"num_block": 2, "num_feat": 8}) is not None
