@@ -18,9 +18,9 @@ import shutil
 from pathlib import Path
 
 from quantsr.artifacts.atomic import write_text_atomic
+from quantsr.checkpoints.load import load_model
 from quantsr.export.coreml import export_coreml
 from quantsr.export.pipeline import export_checkpoint
-from quantsr.models.weights import load_pretrained
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,7 +57,7 @@ def main() -> None:
             sizes[name] = arts[0]["bytes"]
             teacher = f"{card['architecture']}_x{card['scale']}_fp32"
             if teacher not in sizes:
-                fp = load_pretrained(card["architecture"], card["scale"])
+                fp = load_model(model=card["architecture"], scale=card["scale"])
                 sizes[teacher] = export_coreml(fp, ROOT / "exported" / f"{teacher}.mlpackage",
                                                quantize_rest=False).bytes
             print(f"exported/{name}.mlpackage: {sizes[name]:,} bytes = {100 * sizes[name] / sizes[teacher]:.1f}% "

@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 from quantsr.artifacts.atomic import write_text_atomic
+from quantsr.checkpoints.load import load_model
 from quantsr.data.datasets import BenchmarkSet
 from quantsr.eval.evaluate import evaluate
-from quantsr.models.weights import load_pretrained, public_checkpoints
+from quantsr.models.weights import public_checkpoints
 
 # (model, scale) -> {set: (PSNR, SSIM)} as published (IMDN paper) or measured by the weights' MANIFEST.
 PUBLISHED = {
@@ -43,7 +44,7 @@ def main() -> None:
         if args.only and ckpt.model not in args.only:
             continue
         for scale in ckpt.scales:
-            model = load_pretrained(ckpt.model, scale)
+            model = load_model(model=ckpt.model, scale=scale)
             sets = [BenchmarkSet.from_name(name, scale) for name in SETS]
             sets.append(BenchmarkSet.from_name("Set5", scale, official_lr=True))
             start = time.perf_counter()

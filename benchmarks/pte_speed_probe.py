@@ -25,10 +25,9 @@ from pathlib import Path
 import torch
 
 from quantsr.artifacts.atomic import write_text_atomic
-from quantsr.checkpoints.load import load_model_and_info
+from quantsr.checkpoints.load import load_model, load_model_and_info
 from quantsr.export.pipeline import ArtifactModule, set5_psnr
 from quantsr.export.pte import export_pte
-from quantsr.models.weights import load_pretrained
 from quantsr.runtime.pte import PteModule, quiet_runtime_imports, register_quantized_kernels
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +86,7 @@ def main() -> None:
         result["variants"][name] = {"file": str(files[name]), "set5_psnr": psnr}
         print(f"{name}: Set5 {result['variants'][name]['set5_psnr']}", flush=True)
 
-    runners = {"eager fp32": load_pretrained(info.model, scale, **info.model_kwargs).eval()}
+    runners = {"eager fp32": load_model(model=info.model, scale=scale, model_kwargs=info.model_kwargs).eval()}
     runners.update(programs)
     x = torch.rand(1, 3, args.side, args.side, generator=torch.Generator().manual_seed(0))
     samples: dict[str, list[float]] = {name: [] for name in runners}

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from quantsr import evaluate
 from quantsr.artifacts.atomic import write_text_atomic
+from quantsr.checkpoints.load import load_model
 from quantsr.data.datasets import PatchDataset, default_data_root
-from quantsr.models.weights import load_pretrained
 from quantsr.quant import QuantSRConfig
 from quantsr.quant.ptq import PTQ_METHODS, calibration_batches, ptq_
 
@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--bits", type=int, nargs="+", default=[4, 3, 2])
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "ptq_baselines.json"))
     args = parser.parse_args()
-    fp = load_pretrained(args.model, args.scale)
+    fp = load_model(model=args.model, scale=args.scale)
     data = PatchDataset([default_data_root() / "train" / "T91"], scale=args.scale, lr_patch=48, batch_size=8)
     calib = list(calibration_batches(data, 8))
     fp_psnr = evaluate(fp, ["Set5"], args.scale, progress=False, ssim=False)["Set5"].psnr

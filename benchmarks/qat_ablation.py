@@ -18,7 +18,8 @@ import json
 from pathlib import Path
 
 from quantsr.artifacts.atomic import write_text_atomic
-from quantsr.models.weights import find_checkpoint, load_pretrained
+from quantsr.checkpoints.load import load_model
+from quantsr.models.weights import find_checkpoint
 from quantsr.qat.config import TrainRecipe
 from quantsr.qat.pipeline import quantize_checkpoint
 from quantsr.quant.recipe import QuantRecipe
@@ -58,7 +59,7 @@ def main() -> None:
             card = json.loads(card_path.read_text())
         else:
             out = Path(args.runs) / arm
-            teacher = load_pretrained("imdn", scale)
+            teacher = load_model(model="imdn", scale=scale)
             card = quantize_checkpoint(teacher, "imdn", scale, recipe, train, out,
                                        teacher_source=str(find_checkpoint("imdn", scale)),
                                        resume=(out / "last.pt").exists(), progress=True, eval_sets=("Set5",))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from quantsr import evaluate
 from quantsr.artifacts.atomic import write_text_atomic
+from quantsr.checkpoints.load import load_model
 from quantsr.data.datasets import BenchmarkSet
-from quantsr.models.weights import load_pretrained
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     warnings.simplefilter("ignore")  # the non-local models warn about exactly what this script measures
     rows = []
     for name in args.models:
-        model = load_pretrained(name, 4)
+        model = load_model(model=name, scale=4)
         sets = [BenchmarkSet.from_name("Set5", 4), BenchmarkSet.from_name("Set14", 4)]
         whole = evaluate(model, sets, 4, progress=False, ssim=False)
         tiled = evaluate(model, sets, 4, tile=args.tile, overlap=args.overlap, progress=False, ssim=False)

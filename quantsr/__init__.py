@@ -8,7 +8,7 @@ time it is used. Packages by stage: ``models`` (architectures, registry, descrip
 """
 from quantsr._lazy import lazy_exports
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # 0.2: packages by stage, versioned checkpoint metadata (format 2)
 
 _EXPORTS = {
     "cpu_upscale": "runtime.upscale",

@@ -8,13 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from quantsr.checkpoints.load import load_model
 from quantsr.data.datasets import default_data_root
 from quantsr.models.archs import carn
 from quantsr.models.blocks.classic import YCbCrConverter, rgb_to_y
 from quantsr.models.registry import create_model, model_scales
 from quantsr.models.weights import (
     default_weights_dir,
-    load_pretrained,
     load_weights,
     public_checkpoints,
 )
@@ -35,7 +35,7 @@ def _require_weights(model: str, scale: int) -> None:
 )
 def test_pretrained_loads_strictly(name: str, scale: int) -> None:
     _require_weights(name, scale)
-    model = load_pretrained(name, scale)  # raises on any missing/unexpected key
+    model = load_model(model=name, scale=scale)  # raises on any missing/unexpected key
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
         y = model(x)
@@ -143,7 +143,7 @@ def test_pretrained_beats_bicubic_on_baby_crop(name: str, scale: int) -> None:
     top, left, size = 40, 40, 48  # LR pixels; a textured region of the face
     lr = _load_png(lr_path)[..., top:top + size, left:left + size]
     hr = _load_png(hr_path)[..., top * scale:(top + size) * scale, left * scale:(left + size) * scale]
-    model = load_pretrained(name, scale)
+    model = load_model(model=name, scale=scale)
     with torch.no_grad():
         sr = model(lr)
     bicubic = F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False)

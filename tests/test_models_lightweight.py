@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from quantsr.checkpoints.load import load_model
 from quantsr.models.registry import create_model
-from quantsr.models.weights import default_weights_dir, load_pretrained, read_state_dict
+from quantsr.models.weights import default_weights_dir, read_state_dict
 
 LIGHTWEIGHT = ("imdn", "rfdn", "rlfn")
 # (file, model, scale): the public checkpoints of the three architectures.
@@ -60,7 +61,7 @@ def _load_png(path: Path) -> torch.Tensor:
 @pytest.mark.parametrize(("file", "model", "scale"), CHECKPOINTS, ids=[c[0] for c in CHECKPOINTS])
 def test_public_checkpoint_loads_strictly(file: str, model: str, scale: int) -> None:
     path = _weights(file)
-    net = load_pretrained(model, scale, path=path)
+    net = load_model(path, model=model, scale=scale)
     assert sum(p.numel() for p in net.parameters()) == PARAM_COUNTS[file]
     # convert_checkpoint alone must produce a complete state dict (buffers included).
     fresh = create_model(model, scale=scale)
@@ -70,10 +71,14 @@ def test_public_checkpoint_loads_strictly(file: str, model: str, scale: int) -> 
         assert torch.equal(fresh(x), net(x))
 
 
-def test_checkpoint_for_wrong_scale_is_rejected() -> None:
+def test_checkpoint_for_wrong_scale_is_rejected(tmp_path) -> None:
     path = _weights("IMDN_x4.pth")
-    with pytest.raises(ValueError, match="x4"):
-        load_pretrained("imdn", 2, path=path)
+    with pytest.raises(ValueError, match="IMDN_x4.pth is a x4 checkpoint"):  # known by its file name
+        load_model(path, model="imdn", scale=2)
+    renamed = tmp_path / "mine.pth"  # an unknown name: the upsampler's shape tells
+    renamed.write_bytes(path.read_bytes())
+    with pytest.raises(ValueError, match="upsampler has 48 output channels \\(x4\\)"):
+        load_model(renamed, model="imdn", scale=2)
 
 
 @pytest.mark.parametrize("scale", (2, 3, 4))
@@ -105,7 +110,7 @@ def test_x4_beats_bicubic_on_set5_baby(file: str, model: str) -> None:
     top, left, size = 40, 40, 48
     lr = lr_full[..., top : top + size, left : left + size]
     hr = hr_full[..., 4 * top : 4 * (top + size), 4 * left : 4 * (left + size)]
-    net = load_pretrained(model, 4, path=path)
+    net = load_model(path, model=model, scale=4)
     with torch.no_grad():
         sr = net(lr).clamp(0, 1).mul(255).round().div(255)
     bicubic = F.interpolate(lr, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)

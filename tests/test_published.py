@@ -5,9 +5,9 @@ import json
 import pytest
 
 from quantsr import evaluate
+from quantsr.checkpoints.load import load_model
 from quantsr.cli import main
 from quantsr.data.datasets import BenchmarkSet
-from quantsr.models.weights import load_pretrained
 from tests.conftest import BENCHMARK, WEIGHTS, require
 
 # (model, scale): Set5 (PSNR, SSIM or None) from the IMDN paper / the weights' MANIFEST.
@@ -18,7 +18,7 @@ SET5 = {("imdn", 2): (38.00, 0.9605), ("imdn", 3): (34.36, 0.9270), ("imdn", 4):
 @pytest.mark.parametrize("model, scale", list(SET5))
 def test_set5_matches_published(model, scale):
     require(WEIGHTS)
-    net = load_pretrained(model, scale)
+    net = load_model(model=model, scale=scale)
     sets = [BenchmarkSet.from_name("Set5", scale)]
     if model == "imdn":
         sets.append(BenchmarkSet.from_name("Set5", scale, official_lr=True))

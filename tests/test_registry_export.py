@@ -48,6 +48,11 @@ def test_descriptor_states_the_model_contract(name):
     x = torch.rand(1, 3, descriptor.min_side, descriptor.min_side + 3)
     with torch.no_grad():
         assert model(x).shape == (1, 3, x.shape[2] * scale, x.shape[3] * scale)
+    # The declared body is a list of blocks QSA can slim (or the architecture says it has none).
+    if descriptor.body is not None:
+        from quantsr.models.slimmable import block_container
+
+        assert len(block_container(model)) >= 1
     # Every declared channel split names a conv whose output channels the groups cover exactly.
     for fqn, sizes in descriptor.splits(model).items():
         assert sum(sizes) == model.get_submodule(fqn).out_channels

@@ -57,7 +57,7 @@ def test_make_slimmable_names_and_plain_checkpoint_loading():
     assert fresh.body[2].is_skipped and not fresh.body[2].beta_blk.requires_grad
     assert torch.equal(fresh(x), slim(x))
 
-    with pytest.raises(ValueError, match="bare layers"):
+    with pytest.raises(ValueError, match="fsrcnn has no body of C -> C residual blocks"):
         make_slimmable_(create_model("fsrcnn", scale=2))
 
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from quantsr import create_model, evaluate
+from quantsr.checkpoints.load import load_model
 from quantsr.data.datasets import BenchmarkSet
-from quantsr.models.weights import load_pretrained
 from quantsr.runtime.tiling import plan_tiles, tiled_forward
 from tests.conftest import BENCHMARK, require
 
@@ -37,7 +37,7 @@ def test_tiled_evaluation_matches_whole_image_within_001_db():
     statistics) and RFDN/RLFN (ESA: strided pooling, then interpolation to the tile size) are not local, so they
     only come close; benchmarks/tiling_error.py measures how close."""
     require(BENCHMARK / "Set14")
-    model = load_pretrained("span", 4)
+    model = load_model(model="span", scale=4)
     sets = [BenchmarkSet.from_name("Set5", 4), BenchmarkSet.from_name("Set14", 4)]
     whole = evaluate(model, sets, 4, progress=False, ssim=False)
     tiled = evaluate(model, sets, 4, tile=48, overlap=24, progress=False, ssim=False)

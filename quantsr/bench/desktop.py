@@ -118,10 +118,9 @@ def deploy_variants(checkpoint: str | Path, out_dir: str | Path, *, teacher: nn.
     weights of the same architecture). Returns them and the scale. ``reuse``: keep the files and Set5 scores an
     earlier run left in ``out_dir`` (exports take minutes; time them again on a quiet machine without redoing
     them); scores are reused only for files whose sha256 is unchanged."""
-    from quantsr.checkpoints.load import load_model_and_info
+    from quantsr.checkpoints.load import load_model, load_model_and_info
     from quantsr.export.pipeline import calibration_inputs
     from quantsr.export.pte import export_pte
-    from quantsr.models.weights import load_pretrained
     from quantsr.runtime.pte import PteModule
 
     student, info = load_model_and_info(checkpoint)
@@ -129,7 +128,7 @@ def deploy_variants(checkpoint: str | Path, out_dir: str | Path, *, teacher: nn.
         raise ValueError(f"{checkpoint} is not a QAT checkpoint from `quantsr quantize`")
     scale = info.scale
     if teacher is None:
-        teacher = load_pretrained(info.model, scale, **info.model_kwargs)
+        teacher = load_model(model=info.model, scale=scale, model_kwargs=info.model_kwargs)
     out_dir = Path(out_dir)
     calib = calibration_inputs(scale, calibration_side)
     variants = [Variant("eager fp32", teacher.eval(), None, ideal_packed_bytes(teacher))]

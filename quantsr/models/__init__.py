@@ -3,7 +3,7 @@
 * ``registry``: ``register_model`` / ``create_model`` / ``list_models`` / ``get_descriptor`` / ``descriptor_of``.
 * ``descriptor``: :class:`ModelDescriptor`, the per-architecture contract (scales, public weights, minimum input
   side, tile exactness, export channel splits, checkpoint key conversion).
-* ``weights``: finding, reading and key-converting public checkpoints (``load_pretrained``).
+* ``weights``: finding, reading and key-converting public checkpoints (``quantsr.load_model`` loads them).
 * ``archs/``: one file per architecture; ``blocks/``: building blocks shared by a family; ``keymap``: key
   remapping helpers; ``hooks``: the activation-hook contract quantizers attach to; ``slimmable``: the block
   wrapper QSA trains and strips.
@@ -22,7 +22,6 @@ _EXPORTS = {
     "get_descriptor": "registry",
     "list_models": "registry",
     "register_model": "registry",
-    "load_pretrained": "weights",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

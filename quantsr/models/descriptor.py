@@ -40,6 +40,11 @@ class ModelDescriptor:
       slices; export computes each group with its own conv (XNNPACK does not take dynamic-shape slices).
     * ``convert_checkpoint``: ``fn(state_dict, scale) -> state_dict`` mapping a public checkpoint's keys onto the
       module's (applied once, when the keys do not already match).
+    * ``body``: the attribute holding the residual body, a list of C -> C blocks that QSA slims and SFD aligns
+      block by block (None: the architecture has no such body).
+    * ``depth_kwarg`` / ``depth``: the factory keyword holding the block count and its published value (QSA builds
+      the over-parameterised teacher at twice that depth; None: not over-parameterisable).
+    * ``distill_shallow``: SFD also aligns the shallow feature (``conv_first``'s output), as for SwinIR.
     """
 
     name: str
@@ -51,6 +56,10 @@ class ModelDescriptor:
     tile_exact: bool = True
     channel_splits: Callable[[nn.Module], Mapping[str, tuple[int, ...]]] | None = None
     convert_checkpoint: Callable[[dict[str, Any], int], dict[str, Any]] | None = None
+    body: str | None = "body"
+    depth_kwarg: str | None = None
+    depth: int = 0
+    distill_shallow: bool = False
     summary: str = ""
 
     def splits(self, model: nn.Module) -> dict[str, tuple[int, ...]]:

@@ -25,7 +25,8 @@ def register_model(name: str | None = None, scales: tuple[int, ...] = (2, 3, 4),
                    min_side: int = DEFAULT_MIN_SIDE, tile_exact: bool = True,
                    channel_splits: Callable[[nn.Module], Mapping[str, tuple[int, ...]]] | None = None,
                    convert_checkpoint: Callable[[dict[str, Any], int], dict[str, Any]] | None = None,
-                   ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+                   body: str | None = "body", depth_kwarg: str | None = None, depth: int = 0,
+                   distill_shallow: bool = False) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register ``fn(scale=..., **kw) -> nn.Module`` under ``name`` (default: the function name) with its
     descriptor (see :class:`ModelDescriptor`); ``module`` is the class the factory builds, ``public_weights``
     maps public checkpoint file names to the scales they serve."""
@@ -38,7 +39,8 @@ def register_model(name: str | None = None, scales: tuple[int, ...] = (2, 3, 4),
             name=key, factory=fn, module=module or nn.Module, scales=tuple(scales),
             public_weights=tuple(PublicWeights(f, tuple(s)) for f, s in (public_weights or {}).items()),
             min_side=min_side, tile_exact=tile_exact, channel_splits=channel_splits,
-            convert_checkpoint=convert_checkpoint, summary=(fn.__doc__ or "").strip().split("\n")[0])
+            convert_checkpoint=convert_checkpoint, body=body, depth_kwarg=depth_kwarg, depth=depth,
+            distill_shallow=distill_shallow, summary=(fn.__doc__ or "").strip().split("\n")[0])
         return fn
 
     return decorator

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from quantsr.models.registry import descriptor_of, get_descriptor, list_models
+
 __all__ = ["SkippedBlock", "SlimmableBlock", "block_container", "make_slimmable_", "slimmable_blocks",
            "strip_skipped"]
 
@@ -110,19 +112,22 @@ class SkippedBlock(nn.Module):
 
 
 def block_container(model: nn.Module) -> nn.Sequential | nn.ModuleList:
-    """The residual body of a model: ``model.layers`` (SwinIR's residual groups) or ``model.body``."""
-    for attr in ("layers", "body"):
-        container = getattr(model, attr, None)
-        if isinstance(container, (nn.Sequential, nn.ModuleList)):
-            if any(not list(b.children()) and not isinstance(b, SkippedBlock) for b in container):
-                raise ValueError(f"{type(model).__name__}.{attr} holds bare layers, not residual blocks; QSA "
-                                 "needs a body of C -> C residual blocks (EDSR, SRResNet, IMDN, RFDN, RLFN, SwinIR)")
-            return container
-    raise ValueError(f"{type(model).__name__} has no `body`/`layers` list of residual blocks to slim")
+    """The residual body of a model, as its descriptor names it (``body``; SwinIR: ``layers``, the residual
+    groups)."""
+    descriptor = descriptor_of(model)
+    if descriptor is None or descriptor.body is None:
+        name = descriptor.name if descriptor is not None else type(model).__name__
+        raise ValueError(f"{name} has no body of C -> C residual blocks to slim; QSA and SFD work on "
+                         f"{', '.join(n for n in list_models() if get_descriptor(n).body)}")
+    container = model.get_submodule(descriptor.body)
+    if not isinstance(container, (nn.Sequential, nn.ModuleList)) or any(
+            not list(b.children()) and not isinstance(b, SkippedBlock) for b in container):
+        raise ValueError(f"{descriptor.name}.{descriptor.body} is not a list of residual blocks")
+    return container
 
 
 def make_slimmable_(model: nn.Module) -> nn.Module:
-    """Wrap each block of ``model.body`` (SwinIR: ``model.layers``) in a :class:`SlimmableBlock`, in place.
+    """Wrap each block of the model's body (:func:`block_container`) in a :class:`SlimmableBlock`, in place.
 
     State-dict names gain one level: ``body.3.conv1.weight`` -> ``body.3.block.conv1.weight`` plus
     ``body.3.beta_blk``, ``body.3.skipped``, ``body.3.pruned_at``. Already wrapped blocks are left alone.

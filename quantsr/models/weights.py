@@ -1,5 +1,6 @@
 """Public FP checkpoints (``../shared/weights``): finding them from the descriptors, reading a checkpoint file once
-and loading it onto a registry module with the architecture's one-time key conversion."""
+and loading it onto a registry module with the architecture's one-time key conversion. The loader users call is
+:func:`quantsr.load_model` (``quantsr.checkpoints.load``), built on these."""
 from __future__ import annotations
 
 import os
@@ -9,9 +10,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from quantsr.models.registry import create_model, descriptor_of, get_descriptor, list_models
+from quantsr.models.registry import descriptor_of, get_descriptor, list_models
 
-__all__ = ["PublicCheckpoint", "default_weights_dir", "find_checkpoint", "load_pretrained", "load_weights",
+__all__ = ["PublicCheckpoint", "default_weights_dir", "find_checkpoint", "load_weights",
            "public_checkpoints", "read_checkpoint", "read_state_dict"]
 
 
@@ -99,13 +100,6 @@ def load_weights(model: nn.Module, path: str | Path, scale: int,
             "Check --model and --scale."
         )
     return model
-
-
-def load_pretrained(model: str, scale: int, path: str | Path | None = None, **kwargs) -> nn.Module:
-    """``create_model`` plus the public checkpoint for it (from ``path`` or the shared weights folder)."""
-    net = create_model(model, scale=scale, **kwargs)
-    load_weights(net, path or find_checkpoint(model, scale), scale)
-    return net.eval()
 
 
 def _buffer_names(model: nn.Module) -> set[str]:

@@ -24,15 +24,10 @@ from typing import Any
 from torch import nn
 
 from quantsr.eval.opcount import BitsFn, ProfileReport, profile
-from quantsr.models.registry import create_model
+from quantsr.models.registry import create_model, get_descriptor, list_models
 from quantsr.models.slimmable import SlimmableBlock, make_slimmable_, slimmable_blocks, strip_skipped
 
 __all__ = ["PruneEvent", "QSAScheduler", "blocks_for_budget", "overparameterize", "slim_report"]
-
-# name -> (keyword holding the block count, the paper's target depth = the registered default)
-_BLOCK_KWARG = {"edsr": ("num_block", 16), "srresnet": ("num_block", 16), "imdn": ("num_blocks", 6),
-                "rfdn": ("num_blocks", 4), "rlfn": ("num_blocks", 4), "swinir_s": ("depths", 4)}
-
 
 def overparameterize(name: str, scale: int = 4, target_blocks: int | None = None, slimmable: bool = False,
                      **kw) -> nn.Module:
@@ -41,9 +36,11 @@ def overparameterize(name: str, scale: int = 4, target_blocks: int | None = None
     published block count. ``slimmable=True`` also applies :func:`make_slimmable_` (the student); the SFD teacher is
     the plain model. Other keywords go to the model (e.g. ``num_feat``, ``embed_dim``, ``window_size``).
     """
-    if name not in _BLOCK_KWARG:
-        raise ValueError(f"overparameterize supports {sorted(_BLOCK_KWARG)}, not {name!r}")
-    kwarg, default = _BLOCK_KWARG[name]
+    descriptor = get_descriptor(name)
+    if descriptor.depth_kwarg is None:
+        supported = sorted(n for n in list_models() if get_descriptor(n).depth_kwarg)
+        raise ValueError(f"overparameterize supports {supported}, not {name!r}")
+    kwarg, default = descriptor.depth_kwarg, descriptor.depth
     if kwarg in kw or (name == "swinir_s" and "num_heads" in kw):
         raise ValueError(f"pass target_blocks (and group_depth/group_heads for SwinIR) instead of {kwarg!r}")
     target = default if target_blocks is None else int(target_blocks)

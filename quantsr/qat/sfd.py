@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from quantsr.models.registry import descriptor_of
 from quantsr.models.slimmable import SkippedBlock, SlimmableBlock, block_container
 from quantsr.train.trainer import TeacherLoss
 
@@ -33,8 +34,9 @@ __all__ = ["SHALLOW", "FeatureHooks", "SFDLoss", "distill_keys", "feature_module
 SHALLOW = -1  # key of SwinIR's shallow feature (conv_first output)
 
 
-def _is_swinir_like(model: nn.Module) -> bool:
-    return isinstance(getattr(model, "layers", None), nn.ModuleList) and hasattr(model, "conv_first")
+def _distills_shallow(model: nn.Module) -> bool:
+    descriptor = descriptor_of(model)
+    return descriptor is not None and descriptor.distill_shallow
 
 
 def _first_conv(block: nn.Module) -> nn.Module | None:
@@ -52,7 +54,7 @@ def feature_modules(model: nn.Module, shallow: bool | None = None) -> dict[int, 
     ``shallow=True``). Pruned-and-stripped blocks have no entry. Resolved afresh on each call, so layers swapped
     by ``quantize_`` after the hooks were made are found."""
     out: dict[int, nn.Module] = {}
-    if shallow if shallow is not None else _is_swinir_like(model):
+    if shallow if shallow is not None else _distills_shallow(model):
         out[SHALLOW] = model.conv_first
     for k, block in enumerate(block_container(model)):
         conv = _first_conv(block)
@@ -68,7 +70,7 @@ def _block_skipped(block: nn.Module) -> bool:
 def distill_keys(student: nn.Module, shallow: bool | None = None) -> list[int]:
     """K: block indices k with neither k nor k - 1 pruned in ``student`` (and SHALLOW for SwinIR)."""
     skipped = [_block_skipped(b) for b in block_container(student)]
-    keys = [SHALLOW] if (shallow if shallow is not None else _is_swinir_like(student)) else []
+    keys = [SHALLOW] if (shallow if shallow is not None else _distills_shallow(student)) else []
     return keys + [k for k in range(len(skipped)) if not skipped[k] and not (k > 0 and skipped[k - 1])]
 
 

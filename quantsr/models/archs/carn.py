@@ -158,8 +158,9 @@ def _check_mean_shift(key: str, value: torch.Tensor) -> None:
         raise ValueError(f"CARN checkpoint {key} is not the DIV2K mean shift this module assumes")
 
 
+# The cascading body is one module with internal concatenations, not a list of C -> C blocks.
 @register_model("carn_m", scales=(2, 3, 4), module=CARNM, public_weights={"carn_m.pth": (2, 3, 4)},
-                convert_checkpoint=CARNM.convert_checkpoint)
+                body=None, convert_checkpoint=CARNM.convert_checkpoint)
 def carn_m(scale: int = 4, **kwargs) -> CARNM:
     """CARN-M (group=4), 64 features; one upsampling branch for ``scale``."""
     return CARNM(scale=scale, **kwargs)

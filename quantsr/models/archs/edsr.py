@@ -61,7 +61,8 @@ class EDSR(nn.Module):
         return {k.removeprefix("module."): v for k, v in state_dict.items()}
 
 
-@register_model("edsr", scales=(2, 3, 4), module=EDSR, convert_checkpoint=EDSR.convert_checkpoint)
+@register_model("edsr", scales=(2, 3, 4), module=EDSR, depth_kwarg="num_block", depth=16,
+                convert_checkpoint=EDSR.convert_checkpoint)
 def edsr(scale: int = 4, **kwargs) -> EDSR:
     """EDSR-baseline (1.37 M params at x4); pass num_feat/num_block/res_scale for other sizes."""
     return EDSR(scale=scale, **kwargs)

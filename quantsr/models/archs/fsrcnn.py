@@ -61,7 +61,8 @@ class FSRCNN(nn.Module):
         return out
 
 
-@register_model("fsrcnn", scales=(2, 3, 4), module=FSRCNN,
+# Its body is a plain stack of convs (the mapping layers), not residual blocks: nothing for QSA to slim.
+@register_model("fsrcnn", scales=(2, 3, 4), module=FSRCNN, body=None,
                 public_weights={"fsrcnn_x2.pth": (2,), "fsrcnn_x3.pth": (3,), "fsrcnn_x4.pth": (4,)},
                 convert_checkpoint=FSRCNN.convert_checkpoint)
 def fsrcnn(scale: int = 4, **kwargs) -> FSRCNN:

@@ -131,7 +131,7 @@ def imdn_channel_splits(model: nn.Module) -> dict[str, tuple[int, int]]:
 # statistics than the whole image (tiled inference is close to, not equal to, whole-image inference).
 @register_model("imdn", scales=(2, 3, 4), module=IMDN, tile_exact=False, channel_splits=imdn_channel_splits,
                 public_weights={"IMDN_x2.pth": (2,), "IMDN_x3.pth": (3,), "IMDN_x4.pth": (4,)},
-                convert_checkpoint=IMDN.convert_checkpoint)
+                depth_kwarg="num_blocks", depth=6, convert_checkpoint=IMDN.convert_checkpoint)
 def imdn(scale: int = 4, **kw) -> nn.Module:
     """IMDN (64 channels, 6 blocks by default: the published x2/x3/x4 checkpoints)."""
     return IMDN(scale=scale, **kw)

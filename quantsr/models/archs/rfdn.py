@@ -112,7 +112,7 @@ class RFDN(nn.Module):
 
 # ESA pools on a stride-6 grid and interpolates back to the input size: not tile-exact, and at least 15 px.
 @register_model("rfdn", scales=(2, 3, 4), module=RFDN, public_weights={"rfdn_aim_x4.pth": (4,)}, min_side=ESA_MIN_SIDE,
-                tile_exact=False, convert_checkpoint=RFDN.convert_checkpoint)
+                tile_exact=False, depth_kwarg="num_blocks", depth=4, convert_checkpoint=RFDN.convert_checkpoint)
 def rfdn(scale: int = 4, **kw) -> nn.Module:
     """RFDN (50 channels, 4 blocks, ESA with 12 channels by default: the AIM 2020 x4 checkpoint)."""
     return RFDN(scale=scale, **kw)

@@ -88,7 +88,8 @@ class RLFN(nn.Module):
 
 # ESA pools on a stride-6 grid and interpolates back to the input size: not tile-exact, and at least 15 px.
 @register_model("rlfn", scales=(2, 3, 4), module=RLFN, public_weights={"rlfn_ntire2022_x4.pth": (4,)},
-                min_side=ESA_MIN_SIDE, tile_exact=False, convert_checkpoint=RLFN.convert_checkpoint)
+                min_side=ESA_MIN_SIDE, tile_exact=False, depth_kwarg="num_blocks", depth=4,
+                convert_checkpoint=RLFN.convert_checkpoint)
 def rlfn(scale: int = 4, **kw) -> nn.Module:
     """RLFN_cut (46 channels, 48 mid, 4 blocks, 16 ESA channels by default: the NTIRE 2022 x4 checkpoint)."""
     return RLFN(scale=scale, **kw)

@@ -72,7 +72,8 @@ class MSRResNet(nn.Module):
 SRResNet = MSRResNet
 
 
-@register_model("srresnet", scales=(2, 3, 4), module=MSRResNet, convert_checkpoint=MSRResNet.convert_checkpoint)
+@register_model("srresnet", scales=(2, 3, 4), module=MSRResNet, depth_kwarg="num_block", depth=16,
+                convert_checkpoint=MSRResNet.convert_checkpoint)
 def srresnet(scale: int = 4, **kwargs) -> MSRResNet:
     """BN-free SRResNet, 64 features, 16 blocks (1.52 M params at x4)."""
     return MSRResNet(scale=scale, **kwargs)

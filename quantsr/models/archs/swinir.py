@@ -332,8 +332,8 @@ class SwinIR(nn.Module):
 
 # Not tile-exact: windows are laid out from the input's origin, so a tile that starts off the 8-px window grid
 # partitions its pixels differently from the whole image.
-@register_model("swinir_s", scales=(2, 3, 4), module=SwinIR, tile_exact=False,
-                convert_checkpoint=SwinIR.convert_checkpoint)
+@register_model("swinir_s", scales=(2, 3, 4), module=SwinIR, tile_exact=False, body="layers", depth_kwarg="depths",
+                depth=4, distill_shallow=True, convert_checkpoint=SwinIR.convert_checkpoint)
 def swinir_s(scale: int = 4, **kw) -> nn.Module:
     """SwinIR-S (lightweight, ~0.9M params at x4): 4 RSTBs x 6 blocks, 60 channels, 8x8 windows."""
     return SwinIR(scale=scale, **kw)
