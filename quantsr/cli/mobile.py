@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from quantsr.artifacts.cards import DEFAULT_MIN_SIDE
+
 
 def cmd_mobile_sync(args: argparse.Namespace) -> int:
     from quantsr.apps.sync import sync_apps
@@ -60,8 +62,8 @@ def _parse_sides(text: str) -> list[int]:
         sides = [int(part) for part in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated sides such as 64,256, got {text!r}") from None
-    if not sides or min(sides) < 8:
-        raise argparse.ArgumentTypeError(f"sides must be >= 8, got {text!r}")
+    if not sides or min(sides) < DEFAULT_MIN_SIDE:
+        raise argparse.ArgumentTypeError(f"sides must be >= {DEFAULT_MIN_SIDE}, got {text!r}")
     return sides
 
 

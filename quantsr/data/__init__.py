@@ -1,5 +1,6 @@
 """Images in and out: ``image_io`` (reading any image as 8-bit RGB with one-line errors), ``imresize``
-(MATLAB-exact bicubic), ``datasets`` (benchmark sets with MATLAB LR, the deterministic training patch set)."""
+(MATLAB-exact bicubic: ``from quantsr.data.imresize import imresize``), ``datasets`` (benchmark sets with MATLAB
+LR, the deterministic training patch set)."""
 from quantsr._lazy import lazy_exports
 
 _EXPORTS = {
@@ -8,7 +9,6 @@ _EXPORTS = {
     "default_data_root": "datasets",
     "ImageError": "image_io",
     "load_image": "image_io",
-    "imresize": "imresize",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

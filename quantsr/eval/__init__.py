@@ -1,10 +1,10 @@
-"""Measuring models: ``evaluate`` (PSNR/SSIM on benchmark sets), ``metrics`` (BasicSR/MATLAB conventions),
+"""Measuring models: ``evaluate`` (PSNR/SSIM on benchmark sets: ``from quantsr.eval.evaluate import evaluate``, or
+``quantsr.evaluate``), ``metrics`` (BasicSR/MATLAB conventions),
 ``opcount`` (MACs, BitOPs, OPs and storage per layer: ``quantsr profile``)."""
 from quantsr._lazy import lazy_exports
 
 _EXPORTS = {
     "EvalResult": "evaluate",
-    "evaluate": "evaluate",
     "calculate_psnr": "metrics",
     "calculate_ssim": "metrics",
     "ProfileReport": "opcount",

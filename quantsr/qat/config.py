@@ -1,5 +1,5 @@
 """The training recipe of ``quantsr quantize``: how a low-bit student is trained (not what it is: that is the
-:class:`~quantsr.quant.recipe.QuantRecipe`). Saved in the run's ``last.pt`` for resuming only, never in the
+:class:`~quantsr.quant.recipe.QuantRecipe`). Saved in the run's ``last.pt`` only, never in the
 shipped ``model.pt``, so renaming a training flag cannot break a checkpoint."""
 from __future__ import annotations
 

@@ -99,7 +99,8 @@ class QSAScheduler:
     def _blocks(self, model: nn.Module) -> list[SlimmableBlock]:
         blocks = slimmable_blocks(model)
         if not blocks:
-            raise ValueError("the model has no SlimmableBlock; call quantsr.qat.qsa.make_slimmable_(model) first")
+            raise ValueError("the model has no SlimmableBlock; call "
+                             "quantsr.models.slimmable.make_slimmable_(model) first")
         return blocks
 
     def kept_budget(self, num_blocks: int) -> int:

@@ -4,8 +4,8 @@
 over the whole batch tensor (not squared, not normalised), and:
 
 * ``F^k`` the feature of block k: the output of the block's first conv, before its activation (conv nets; for a
-  :class:`~quantsr.qat.qsa.SlimmableBlock` the first conv of the wrapped block); for SwinIR the output of residual
-  group k's 3x3 conv (its residual branch), plus the shallow feature (``conv_first``'s output) under key
+  :class:`~quantsr.models.slimmable.SlimmableBlock` the first conv of the wrapped block); for SwinIR the output of
+  residual group k's 3x3 conv (its residual branch), plus the shallow feature (``conv_first``'s output) under key
   :data:`SHALLOW` (= -1), which is always distilled;
 * K = the blocks k such that neither k nor k - 1 is pruned in the student (read from its SlimmableBlocks), so the
   alignment stays local to blocks whose input and function QSA has not changed;
@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import functools
 from collections.abc import Iterable
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,9 @@ from torch import nn
 from quantsr.models.registry import descriptor_of
 from quantsr.models.slimmable import SkippedBlock, SlimmableBlock, block_container
 from quantsr.train.trainer import TeacherLoss
+
+if TYPE_CHECKING:  # pragma: no cover
+    from typing_extensions import Self  # typing.Self is Python 3.11+
 
 __all__ = ["SHALLOW", "FeatureHooks", "SFDLoss", "distill_keys", "feature_modules"]
 

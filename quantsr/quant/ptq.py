@@ -29,11 +29,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from quantsr.data.datasets import PatchDataset
 from quantsr.quant import (
     ActQuantizer,
     RBDWeightQuantizer,
@@ -42,6 +42,9 @@ from quantsr.quant import (
     quantize_,
 )
 from quantsr.quant.layers import QUANT_LAYERS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from quantsr.data.datasets import PatchDataset
 
 __all__ = ["PTQ_METHODS", "calibration_batches", "ptq_", "weight_quant_error"]
 

@@ -96,7 +96,8 @@ class QuantRecipe:
     @classmethod
     def from_legacy_qat(cls, qat: dict[str, Any]) -> QuantRecipe:
         """The recipe of a checkpoint written before recipes were versioned: its metadata held the whole
-        training config (``QATConfig``: 24 fields) under ``"qat"``; only the architecture-defining ones matter."""
+        training config (quantsr 0.1's ``QATConfig``: 24 fields) under ``"qat"``; only the architecture-defining
+        ones matter."""
         return cls(w_bits=int(qat.get("w_bits", 4)), a_bits=int(qat.get("a_bits", 4)),
                    weight_quantizer=qat.get("weight_quantizer", "rbd"), rounding=qat.get("rounding", "ste"),
                    head_tail_bits=8 if qat.get("rest_int8") else 32, qsa_keep=qat.get("qsa_keep"),
