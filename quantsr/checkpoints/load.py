@@ -3,6 +3,7 @@ checkpoints. The file is read once; its metadata (or, for a public file, the des
 the architecture and the scale, and a low-bit checkpoint's recipe rebuilds its quantized architecture."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from torch import nn
@@ -43,8 +44,8 @@ def load_model_and_info(path: str | Path | None = None, *, model: str | None = N
             raise ValueError(f"{path} holds a {info.model} model, not {model}; drop --model or fix it")
         if scale is not None and info.scale not in (None, scale):
             raise ValueError(f"{path} is a x{info.scale} model; use --scale {info.scale}")
-        info = CheckpointInfo(info.model or model, info.scale or scale or DEFAULT_SCALE,
-                              {**info.model_kwargs, **kwargs}, info.recipe, info.format_version)
+        info = replace(info, model=info.model or model, scale=info.scale or scale or DEFAULT_SCALE,
+                       model_kwargs={**info.model_kwargs, **kwargs})
     else:
         info = _public_info(path, model, scale, kwargs)
     if info.model is None:

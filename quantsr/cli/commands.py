@@ -67,14 +67,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from quantsr.checkpoints.format import checkpoint_metadata
+    from quantsr.checkpoints.load import DEFAULT_SCALE
     from quantsr.data.datasets import BenchmarkSet, PatchDataset, default_data_root
     from quantsr.models.registry import create_model
     from quantsr.models.weights import load_weights
-    from quantsr.train.trainer import TrainConfig, Trainer
+    from quantsr.train.trainer import TrainConfig, Trainer, default_milestones
 
     if args.model is None:
         raise ValueError("name the architecture to train with --model (see `quantsr models`)")
-    args.scale = args.scale or 4
+    args.scale = args.scale or DEFAULT_SCALE
     torch.manual_seed(args.seed)
     model_kwargs = _parse_kwargs(args.model_kw)
     model = create_model(args.model, scale=args.scale, **model_kwargs)
@@ -86,7 +87,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                         seed=args.seed, show_progress=not args.no_progress)
     val_sets = [BenchmarkSet.from_name(name, args.scale, args.data_root) for name in args.val_sets]
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
-    milestones = args.milestones or [int(args.iterations * f) for f in (0.5, 0.8, 0.9, 0.95)]
+    milestones = args.milestones or default_milestones(args.iterations)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=args.gamma)
     config = TrainConfig(iterations=args.iterations, val_every=args.val_every,
                          checkpoint_every=args.checkpoint_every, out_dir=args.out, bf16=args.bf16,

@@ -17,26 +17,28 @@ from quantsr.models.descriptor import ModelDescriptor, PublicWeights
 __all__ = ["create_model", "descriptor_of", "get_descriptor", "list_models", "model_scales", "register_model"]
 
 _DESCRIPTORS: dict[str, ModelDescriptor] = {}
+_builtins_loaded = False
 _BUILTIN_ARCHS = ("carn", "edsr", "fsrcnn", "imdn", "rfdn", "rlfn", "span", "srresnet", "swinir")
 
 
-def register_model(name: str | None = None, scales: tuple[int, ...] = (2, 3, 4), *,
-                   module: type[nn.Module] | None = None, public_weights: Mapping[str, tuple[int, ...]] | None = None,
+def register_model(name: str | None = None, scales: tuple[int, ...] = (2, 3, 4), *, module: type[nn.Module],
+                   public_weights: Mapping[str, tuple[int, ...]] | None = None,
                    min_side: int = DEFAULT_MIN_SIDE, tile_exact: bool = True,
                    channel_splits: Callable[[nn.Module], Mapping[str, tuple[int, ...]]] | None = None,
                    convert_checkpoint: Callable[[dict[str, Any], int], dict[str, Any]] | None = None,
                    body: str | None = "body", depth_kwarg: str | None = None, depth: int = 0,
                    distill_shallow: bool = False) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register ``fn(scale=..., **kw) -> nn.Module`` under ``name`` (default: the function name) with its
-    descriptor (see :class:`ModelDescriptor`); ``module`` is the class the factory builds, ``public_weights``
-    maps public checkpoint file names to the scales they serve."""
+    descriptor (see :class:`ModelDescriptor`). ``module`` (required) is the class the factory builds, by which
+    :func:`descriptor_of` recognises its instances; ``public_weights`` maps public checkpoint file names to the
+    scales they serve."""
 
     def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         key = name or fn.__name__
         if key in _DESCRIPTORS:
             raise ValueError(f"model {key!r} is registered twice")
         _DESCRIPTORS[key] = ModelDescriptor(
-            name=key, factory=fn, module=module or nn.Module, scales=tuple(scales),
+            name=key, factory=fn, module=module, scales=tuple(scales),
             public_weights=tuple(PublicWeights(f, tuple(s)) for f, s in (public_weights or {}).items()),
             min_side=min_side, tile_exact=tile_exact, channel_splits=channel_splits,
             convert_checkpoint=convert_checkpoint, body=body, depth_kwarg=depth_kwarg, depth=depth,
@@ -65,7 +67,7 @@ def descriptor_of(model: nn.Module) -> ModelDescriptor | None:
     slimming or deploy transforms, which keep the top-level class), or None for an unregistered module."""
     _ensure_builtin_models()
     for descriptor in _DESCRIPTORS.values():
-        if descriptor.module is not nn.Module and isinstance(model, descriptor.module):
+        if isinstance(model, descriptor.module):
             return descriptor
     return None
 
@@ -84,5 +86,8 @@ def create_model(name: str, scale: int = 4, **kwargs: Any) -> nn.Module:
 
 
 def _ensure_builtin_models() -> None:
-    for arch in _BUILTIN_ARCHS:  # each module registers its architecture when imported
-        importlib.import_module(f"quantsr.models.archs.{arch}")
+    global _builtins_loaded
+    if not _builtins_loaded:  # descriptor_of runs per evaluated image: import the architectures once
+        for arch in _BUILTIN_ARCHS:  # each module registers its architecture when imported
+            importlib.import_module(f"quantsr.models.archs.{arch}")
+        _builtins_loaded = True

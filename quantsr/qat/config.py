@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from quantsr.train.trainer import default_milestones
+
 __all__ = ["PRESETS", "TrainRecipe"]
 
 
@@ -31,7 +33,7 @@ class TrainRecipe:
 
     def schedule(self) -> list[int]:
         """The learning-rate decay iterations (x0.5 each)."""
-        return self.milestones or [int(self.iterations * f) for f in (0.5, 0.8, 0.9, 0.95)]
+        return self.milestones or default_milestones(self.iterations)
 
 
 # The paper's recipe (docs/method.md, "Training recipes") for a machine with GPUs: 500k iterations, batch 128.

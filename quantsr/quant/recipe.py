@@ -50,7 +50,7 @@ class QuantRecipe:
     layers: str = "body"
     head_tail_bits: int = 32
     qsa_keep: int | None = None
-    skip_blocks: tuple[int, ...] = ()
+    skip_blocks: tuple[int, ...] = ()  # any iterable (or None) on input, a tuple after construction
     version: int = field(default=RECIPE_VERSION)
 
     def __post_init__(self) -> None:
@@ -65,7 +65,7 @@ class QuantRecipe:
                 raise ValueError(f"quantization recipe: {name} must be one of {allowed}, got {value!r}")
         if self.qsa_keep is not None and self.qsa_keep < 1:
             raise ValueError(f"quantization recipe: qsa_keep must be >= 1, got {self.qsa_keep}")
-        object.__setattr__(self, "skip_blocks", tuple(int(b) for b in self.skip_blocks))
+        object.__setattr__(self, "skip_blocks", tuple(int(b) for b in self.skip_blocks or ()))
 
     @property
     def slimmable(self) -> bool:
@@ -91,7 +91,7 @@ class QuantRecipe:
         _check_version(data.get("version", RECIPE_VERSION))
         if unknown:
             raise ValueError(f"quantization recipe has unknown fields {unknown}; was it written by a newer quantsr?")
-        return cls(**{**data, "skip_blocks": tuple(data.get("skip_blocks") or ())})
+        return cls(**data)
 
     @classmethod
     def from_legacy_qat(cls, qat: dict[str, Any]) -> QuantRecipe:
@@ -101,7 +101,7 @@ class QuantRecipe:
         return cls(w_bits=int(qat.get("w_bits", 4)), a_bits=int(qat.get("a_bits", 4)),
                    weight_quantizer=qat.get("weight_quantizer", "rbd"), rounding=qat.get("rounding", "ste"),
                    head_tail_bits=8 if qat.get("rest_int8") else 32, qsa_keep=qat.get("qsa_keep"),
-                   skip_blocks=tuple(qat.get("skip_blocks") or ()))
+                   skip_blocks=qat.get("skip_blocks"))
 
 
 def _check_version(version: Any) -> None:

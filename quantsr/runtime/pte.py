@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from quantsr.artifacts.cards import DEFAULT_MIN_SIDE, card_min_side, card_path
+from quantsr.artifacts.cards import DEFAULT_MIN_SIDE, ArtifactError, card_min_side, load_card
 
 __all__ = ["PteModule", "quiet_runtime_imports", "register_quantized_kernels"]
 
@@ -45,7 +44,10 @@ class PteModule:
 
             register_quantized_kernels()
         self.path = Path(path)
-        self.card = _read_card(self.path)
+        try:  # only its size limits are needed here, and a bare .pte (no card) still runs
+            self.card: dict | None = load_card(self.path, verify=False)
+        except (ArtifactError, OSError):
+            self.card = None
         self.min_side = card_min_side(self.card) if self.card else DEFAULT_MIN_SIDE  # smaller inputs: pad first
         program = Runtime.get().load_program(self.path)
         self.method = program.load_method("forward")
@@ -54,13 +56,3 @@ class PteModule:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.method.execute([x.contiguous().float()])[0]
-
-
-def _read_card(path: Path) -> dict | None:
-    """The model card beside a ``.pte`` (None when there is none or it is unreadable: the runtime needs only its
-    size limits, and a bare ``.pte`` still runs)."""
-    try:
-        card = json.loads(card_path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return card if isinstance(card, dict) else None

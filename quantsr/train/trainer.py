@@ -40,6 +40,11 @@ class TeacherLoss(nn.Module):
     """Base for losses that need more than (sr, hr): the trainer calls ``forward(sr, hr, lr=, model=, teacher=)``."""
 
 
+def default_milestones(iterations: int) -> list[int]:
+    """The learning-rate decay iterations (x0.5 each) when none are given: 50/80/90/95% of the run."""
+    return [int(iterations * f) for f in (0.5, 0.8, 0.9, 0.95)]
+
+
 @dataclass
 class TrainConfig:
     iterations: int = 1000
