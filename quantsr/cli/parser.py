@@ -14,9 +14,9 @@ from quantsr.cli.commands import (
     cmd_profile,
     cmd_quantize,
     cmd_train,
-    cmd_upscale,
 )
 from quantsr.cli.mobile import add_mobile_parser
+from quantsr.cli.upscale import cmd_upscale
 
 
 def _add_model_args(p: argparse.ArgumentParser, weights_help: str) -> None:
