@@ -89,7 +89,7 @@ def test_eval_reports_one_line_errors(tmp_path, capsys, name, message):
         if other.name != name:
             other.unlink()
     ckpt = _tiny_checkpoint(tmp_path)
-    assert main(["eval", "--weights", str(ckpt), "--datasets", str(folder), "--no-progress"]) == 2
+    assert main(["eval", "--weights", str(ckpt), "--datasets", str(folder), "--no-progress"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
 
@@ -114,14 +114,14 @@ def test_patch_loader_skips_images_smaller_than_a_patch(tmp_path):
 
 
 def test_unknown_model_and_bad_checkpoint_are_clear(tmp_path, capsys):
-    assert main(["eval", "--model", "edsrr", "--datasets", str(tmp_path)]) == 2
+    assert main(["eval", "--model", "edsrr", "--datasets", str(tmp_path)]) == 1
     assert "unknown model 'edsrr'" in capsys.readouterr().err
     bogus = tmp_path / "bogus.pth"
     bogus.write_text("not a checkpoint")
-    assert main(["eval", "--model", "edsr", "--weights", str(bogus), "--datasets", str(tmp_path)]) == 2
+    assert main(["eval", "--model", "edsr", "--weights", str(bogus), "--datasets", str(tmp_path)]) == 1
     assert "not a readable PyTorch checkpoint" in capsys.readouterr().err
     wrong = _tiny_checkpoint(tmp_path)
-    assert main(["eval", "--model", "imdn", "--weights", str(wrong), "--datasets", str(tmp_path)]) == 2
+    assert main(["eval", "--model", "imdn", "--weights", str(wrong), "--datasets", str(tmp_path)]) == 1
     assert "holds a edsr model" in capsys.readouterr().err
 
 

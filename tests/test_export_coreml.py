@@ -67,7 +67,7 @@ def test_export_cli_writes_verified_artifacts_and_cards(tmp_path):
         assert card["bytes"] > 0 and len(card["sha256"]) == 64 and card["gzip_bytes"] < card["bytes"]
     pte_card = json.loads((out / "tiny.pte.json").read_text())
     assert 0.5 < pte_card["delegated_fraction"] <= 1 and isinstance(pte_card["non_delegated_ops"], dict)
-    assert main(["export", str(tmp_path / "missing.pt"), "--out", str(out)]) == 2
+    assert main(["export", str(tmp_path / "missing.pt"), "--out", str(out)]) == 1  # a failure, not usage
 
 
 def _run_mil(path, x: np.ndarray) -> np.ndarray:

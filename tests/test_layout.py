@@ -16,8 +16,10 @@ PACKAGE = ROOT / "quantsr"
 HEAVY = ("torch", "numpy", "PIL", "executorch")
 # Modules documented as standard library only (the app tooling and the Android bench run without PyTorch).
 STDLIB_ONLY = ("quantsr._lazy", "quantsr.artifacts.atomic", "quantsr.artifacts.cards", "quantsr.artifacts.digest",
-               "quantsr.artifacts.embedded", "quantsr.apps.sync", "quantsr.bench.android", "quantsr.bench.report",
-               "quantsr.bench.rows", "quantsr.models.descriptor", "quantsr.models.hooks", "quantsr.cli.parser")
+               "quantsr.artifacts.embedded", "quantsr.artifacts.locations", "quantsr.apps.sync",
+               "quantsr.bench.android", "quantsr.bench.report", "quantsr.bench.rows", "quantsr.models.descriptor",
+               "quantsr.models.hooks", "quantsr.artifacts.pte_file", "quantsr.runtime.limits", "quantsr.train.resume",
+               "quantsr.cli.errors", "quantsr.cli.upscale", "quantsr.cli.parser")
 TRAINING_AND_TOOLS = ("quantsr.qat", "quantsr.train", "quantsr.export", "quantsr.bench")
 # Lowest first: a package imports only packages before it (README, "Layout").
 LAYERS = ("quantsr", "artifacts", "models", "data", "quant", "checkpoints", "runtime", "eval", "train", "qat",

@@ -329,7 +329,7 @@ def test_no_device_from_the_cli(tmp_path, phone, monkeypatch, capsys):
     bin_dir, state = phone
     (state / "devices.txt").write_text("")
     monkeypatch.setenv("PATH", str(bin_dir) + os.pathsep + os.environ["PATH"])
-    assert cli_main(["mobile", "bench-android", str(write_artifact(tmp_path, "m.pte"))]) == 2
+    assert cli_main(["mobile", "bench-android", str(write_artifact(tmp_path, "m.pte"))]) == 1  # no phone: a failure
     assert "no Android device: `adb devices` lists none" in capsys.readouterr().err
 
 
@@ -470,3 +470,29 @@ def test_report_with_matplotlib(tmp_path):
     assert write_plot(rows, tmp_path / "r.svg", use_matplotlib=True) == "matplotlib"
     assert (tmp_path / "r.svg").stat().st_size > 1000
 
+
+
+def test_report_svg_labels_do_not_overlap():
+    import re
+    import xml.etree.ElementTree as ET
+
+    from quantsr.bench.report import _text_box
+
+    # 13 points, 12 of them within a few ms and hundredths of a dB of each other, with long labels
+    points = [(50 + 5 * i + 3 * j, 31.3 + 0.02 * j + 0.01 * i, 1_000_000 + 100_000 * j, f"{v} 64x64 · {dev}")
+              for i, dev in enumerate(["Pixel 8 (API 35)", "Galaxy S23", "bench.json, 2 threads"])
+              for j, v in enumerate(["pte QAT (dynamic)", "pte int8 PTQ", "eager fp32", "pte QAT (static)"])]
+    points.append((400.0, 31.33, 1_146_560, "imdn x4 W4A4 (executorch-android) 256x256 · Pixel 8 (API 35)"))
+    svg = svg_scatter(points, width=800, height=500)
+    root = ET.fromstring(svg)
+    labels = [el for el in root.iter("{http://www.w3.org/2000/svg}text") if el.get("class") == "label"]
+    assert sorted(el.text for el in labels) == sorted(p[3] for p in points)
+    boxes = [_text_box(float(el.get("x")), float(el.get("y")), el.text, el.get("text-anchor")) for el in labels]
+    for i, a in enumerate(boxes):
+        assert 0 <= a[0] and a[2] <= 800 and 0 <= a[1] and a[3] <= 500, (labels[i].text, a)  # inside the canvas
+        for b in boxes[i + 1:]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
+    # tick labels are round numbers, not float noise (31.300000000000004) or needless zeros (31.30)
+    ticks = [el.text for el in root.iter("{http://www.w3.org/2000/svg}text") if el.get("text-anchor") == "end"
+             and el.get("class") != "label"]
+    assert ticks and all(re.fullmatch(r"3\d\.\d", t) for t in ticks), ticks

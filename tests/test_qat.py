@@ -51,8 +51,54 @@ def test_quantize_cli_resumes_and_refuses_to_overwrite(rgb_folder, tmp_path):
             "--train-dirs", str(rgb_folder), "--no-progress"]
     # Final evaluation uses the benchmark sets from ../shared (Set5/Set14/B100 on a 1-block net: seconds).
     assert main(args) == 0
-    assert main(args) == 2
+    assert main(args) != 0
     assert main(args + ["--resume"]) == 0
+
+
+def test_quantize_resume_refuses_other_bits_or_training_flags_and_extends_with_iterations(rgb_folder, tmp_path,
+                                                                                         capsys, monkeypatch):
+    import functools
+
+    from quantsr.qat import pipeline
+
+    # The final evaluation on the tiny folder instead of Set5/Set14/B100: this test is about the resume checks.
+    monkeypatch.setattr(pipeline, "quantize_checkpoint",
+                        functools.partial(pipeline.quantize_checkpoint, eval_sets=(str(rgb_folder),)))
+    torch.manual_seed(0)
+    teacher = create_model("edsr", scale=2, num_feat=8, num_block=1)
+    fp = tmp_path / "fp.pt"
+    save_atomic({"model": teacher.state_dict(),
+                 "metadata": {"model": "edsr", "scale": 2, "model_kwargs": {"num_feat": 8, "num_block": 1}}}, fp)
+    out = tmp_path / "q"
+    args = ["quantize", "--weights", str(fp), "--scale", "2", "--out", str(out), "--w-bits", "4", "--a-bits", "4",
+            "--iterations", "2", "--batch-size", "2", "--lr-patch", "8", "--val-every", "1", "--seed", "1",
+            "--train-dirs", str(rgb_folder), "--no-progress"]
+    assert main(args) == 0
+    before = (out / "last.pt").read_bytes()
+    other = tmp_path / "other.pt"
+    other.write_bytes(fp.read_bytes())
+    capsys.readouterr()
+    # A W4A4 run resumed as W4A2 (or with another lr, seed, ...) would be mislabelled: refused, naming the flag.
+    for extra, named in ((["--a-bits", "2"], "--a-bits 2 differs from the run's 4"),
+                         (["--w-bits", "2"], "--w-bits 2 differs from the run's 4"),
+                         (["--rest-int8"], "--rest-int8 (head/tail bits) 8 differs from the run's 32"),
+                         (["--lr", "0.001"], "--lr 0.001 differs from the run's 0.0002"),
+                         (["--seed", "3"], "--seed 3 differs from the run's 1"),
+                         (["--preset", "cpu-2h"], "--preset cpu-2h (iterations) 2000 differs from the run's 2"),
+                         (["--iterations", "1"], "--iterations 1 is not above iteration 2"),
+                         (["--weights", str(other)], f"--weights {other} differs from the run's teacher {fp}")):
+        assert main(["quantize", "--out", str(out), "--resume", "--no-progress", *extra]) != 0, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"quantsr: error: {named}"), err
+    assert (out / "last.pt").read_bytes() == before
+    # `--resume` with only a larger --iterations: everything else (teacher, bits, lr, seed, data) from the run.
+    assert main(["quantize", "--out", str(out), "--resume", "--iterations", "3", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "--iterations 3 (was 2)" in printed and "edsr x2 W4A4, 3 iterations" in printed
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["iteration"] == 3 and last["run_settings"]["train_recipe"]["seed"] == 1
+    meta = torch.load(out / "model.pt", weights_only=True)["metadata"]
+    assert meta["quant"]["a_bits"] == 4 and meta["model_kwargs"] == {"num_feat": 8, "num_block": 1}
 
 
 def test_quantizer_parameters_get_their_own_learning_rate():

@@ -84,7 +84,7 @@ def test_checkpoint_holds_everything_needed_to_resume(rgb_folder, tmp_path):
                                 "model_kwargs": {"num_feat": 8, "num_block": 1}}
     assert (out / "best.pt").is_file()
     # Refuses to overwrite a run unless told to resume; resuming a finished run does nothing more.
-    assert main(args) == 2
+    assert main(args) != 0
     assert main(args + ["--resume"]) == 0
     assert load_checkpoint(out / "last.pt")["iteration"] == 4
     # Continuing to more iterations extends the same history.
@@ -101,9 +101,108 @@ def test_resume_with_a_different_model_is_a_clear_error(rgb_folder, tmp_path, ca
     base = ["train", "--scale", "2", "--train-dirs", str(rgb_folder), "--val-sets", "--lr-patch", "8",
             "--batch-size", "2", "--iterations", "2", "--out", str(out), "--no-progress"]
     assert main(base + ["--model", "edsr", "--model-kw", "num_feat=8", "num_block=1"]) == 0
-    assert main(base + ["--model", "fsrcnn", "--resume"]) == 2
+    assert main(base + ["--model", "fsrcnn", "--resume"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "edsr" in err[0] and "fsrcnn" in err[0]
+
+
+def test_merge_resume_settings_refuses_changes_names_the_flag_and_allows_extending():
+    from quantsr.train.resume import merge_resume_settings
+
+    saved = {"lr": 2e-4, "iterations": 10, "milestones": [5, 8], "bf16": False, "model_kwargs": {"num_feat": 8}}
+    merged, changes = merge_resume_settings(saved, {}, source="runs/x/last.pt", reached=6)
+    assert merged == saved and changes == []  # nothing given: the saved run, unchanged
+    merged, changes = merge_resume_settings(saved, {"lr": 0.0002, "milestones": (5, 8), "iterations": 20},
+                                            source="runs/x/last.pt", allowed={"iterations"}, reached=6)
+    assert merged == {**saved, "iterations": 20} and changes == ["--iterations 20 (was 10)"]
+    with pytest.raises(ValueError, match=r"^--lr 0.001 differs from the run's 0.0002 saved in runs/x/last.pt; "
+                                         r"drop --lr to keep it, or start a new --out$"):
+        merge_resume_settings(saved, {"lr": 1e-3}, source="runs/x/last.pt", reached=6)
+    with pytest.raises(ValueError, match="^--bf16 on differs from the run's off"):
+        merge_resume_settings(saved, {"bf16": True}, source="runs/x/last.pt", reached=6)
+    with pytest.raises(ValueError, match="^--model-kw num_feat=16 differs from the run's num_feat=8 .*drop --model-kw"):
+        merge_resume_settings(saved, {"model_kwargs": {"num_feat": 16}}, source="s",
+                              flags={"model_kwargs": "--model-kw"})
+    for too_few in (6, 3):  # an --iterations the run has already reached cannot be resumed to
+        with pytest.raises(ValueError, match=f"^--iterations {too_few} is not above iteration 6, already reached"):
+            merge_resume_settings(saved, {"iterations": too_few}, source="s", allowed={"iterations"}, reached=6)
+    # A checkpoint from before settings were saved: the given ones are used, with a note that they are unchecked.
+    merged, changes = merge_resume_settings(None, {"lr": 1e-3}, source="old/last.pt")
+    assert merged == {"lr": 1e-3} and len(changes) == 1 and "cannot be checked" in changes[0]
+
+
+def _train_args(folder: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "--model", "edsr", "--scale", "2", "--model-kw", "num_feat=8", "num_block=1", "--train-dirs",
+            str(folder), "--val-sets", "--lr-patch", "8", "--batch-size", "2", "--lr", "0.001", "--seed", "1",
+            "--milestones", "3", "--checkpoint-every", "2", "--out", str(out), "--no-progress", *extra]
+
+
+def test_train_resume_refuses_changed_flags_and_leaves_last_pt_unchanged(rgb_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_train_args(rgb_folder, out, "--iterations", "4")) == 0
+    saved = load_checkpoint(out / "last.pt")["run_settings"]
+    assert saved["lr"] == 1e-3 and saved["seed"] == 1 and saved["batch_size"] == 2 and saved["iterations"] == 4
+    assert saved["model_kwargs"] == {"num_feat": 8, "num_block": 1} and saved["milestones"] == [3]
+    before = (out / "last.pt").read_bytes()
+    capsys.readouterr()
+    for flag, value, was in (("--lr", "0.002", "0.001"), ("--seed", "5", "1"), ("--batch-size", "4", "2"),
+                             ("--lr-patch", "6", "8"), ("--milestones", "2", "3"), ("--bf16", None, "off")):
+        extra = [flag] if value is None else [flag, value]
+        assert main(_train_args(rgb_folder, out, "--iterations", "6", "--resume", *extra)) != 0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"quantsr: error: {flag} ") and f"the run's {was} " in err[0]
+        assert f"drop {flag} to keep it" in err[0]
+    # An --iterations the run has already reached (4) is refused too, and none of these touched the run.
+    assert main(["train", "--out", str(out), "--resume", "--iterations", "3", "--no-progress"]) != 0
+    assert "--iterations 3 is not above iteration 4" in capsys.readouterr().err
+    assert (out / "last.pt").read_bytes() == before
+
+
+def test_train_resume_alone_continues_the_saved_run_and_iterations_extends_it(rgb_folder, tmp_path, capsys):
+    reference = tmp_path / "reference"
+    assert main(_train_args(rgb_folder, reference, "--iterations", "6")) == 0
+    out = tmp_path / "run"
+    assert main(_train_args(rgb_folder, out, "--iterations", "4")) == 0
+    capsys.readouterr()
+    # No --model, --lr, --seed, ...: all come from the run; a larger --iterations extends it, and says so.
+    assert main(["train", "--out", str(out), "--resume", "--iterations", "6", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert f"resumed from {out / 'last.pt'} at iteration 4" in printed and "--iterations 6 (was 4)" in printed
+    got, want = load_checkpoint(out / "last.pt"), load_checkpoint(reference / "last.pt")
+    assert got["iteration"] == 6 and got["run_settings"] == want["run_settings"]
+    assert got["history"]["losses"] == want["history"]["losses"]  # exactly the uninterrupted 6-iteration run
+    # `--resume` alone on the finished run trains nothing more and changes nothing.
+    before = (out / "last.pt").read_bytes()
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert (out / "last.pt").read_bytes() == before
+
+
+def test_train_resume_of_a_checkpoint_without_saved_settings_notes_it(rgb_folder, tmp_path, capsys):
+    from quantsr.train.checkpoint import save_atomic
+
+    out = tmp_path / "run"
+    assert main(_train_args(rgb_folder, out, "--iterations", "2")) == 0
+    old = load_checkpoint(out / "last.pt")
+    del old["run_settings"]  # as an older quantsr wrote it
+    save_atomic(old, out / "last.pt")
+    capsys.readouterr()
+    assert main(_train_args(rgb_folder, out, "--iterations", "3", "--resume")) == 0
+    assert "cannot be checked" in capsys.readouterr().out
+    assert load_checkpoint(out / "last.pt")["iteration"] == 3
+
+
+def test_refused_resume_is_one_error_line_from_the_command_line(rgb_folder, tmp_path):
+    out = tmp_path / "run"
+    assert main(_train_args(rgb_folder, out, "--iterations", "2")) == 0
+    before = (out / "last.pt").read_bytes()
+    done = subprocess.run([sys.executable, "-m", "quantsr", "train", "--out", str(out), "--resume", "--lr", "0.5",
+                           "--no-progress"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("quantsr: error: --lr 0.5 differs from the run's 0.001"), lines
+    assert (out / "last.pt").read_bytes() == before
 
 
 def test_bf16_autocast_trains(rgb_folder, tmp_path):
@@ -140,6 +239,17 @@ def test_data_is_deterministic_per_seed_and_iteration(rgb_folder):
     assert 0 <= float(lr_a.min()) and float(hr_a.max()) <= 1
 
 
+class FakeClock:
+    """A clock that advances ``tick`` seconds per reading: the trainer's timings no longer depend on the machine."""
+
+    def __init__(self, tick: float) -> None:
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
 def test_time_budget_stops_checkpoints_and_is_kept_across_resume(rgb_folder, tmp_path):
     from quantsr import create_model
     from quantsr.data.datasets import BenchmarkSet, PatchDataset
@@ -147,23 +257,26 @@ def test_time_budget_stops_checkpoints_and_is_kept_across_resume(rgb_folder, tmp
 
     def make(budget):
         torch.manual_seed(0)
-        model = create_model("edsr", scale=2, num_feat=8, num_block=2)
+        model = create_model("edsr", scale=2, num_feat=8, num_block=1)
         data = PatchDataset([rgb_folder], scale=2, lr_patch=8, batch_size=2, seed=0)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        cfg = TrainConfig(iterations=10_000, val_every=0, checkpoint_every=0, out_dir=str(tmp_path),
+        cfg = TrainConfig(iterations=50, val_every=0, checkpoint_every=0, out_dir=str(tmp_path),
                           progress=False, max_train_seconds=budget)
-        return Trainer(model, data, torch.nn.L1Loss(), opt, val_sets=[BenchmarkSet(rgb_folder, 2)], config=cfg)
+        # Three readings per iteration (before the batch, after it, after the step): 0.125 s of data wait and
+        # 0.125 s of step, exactly representable, so a budget of 1 s is spent after exactly 4 iterations.
+        return Trainer(model, data, torch.nn.L1Loss(), opt, val_sets=[BenchmarkSet(rgb_folder, 2)], config=cfg,
+                       clock=FakeClock(0.125))
 
-    trainer = make(0.3)
+    trainer = make(1.0)
     history = trainer.fit()
-    stopped_at = trainer.iteration
-    assert 0 < stopped_at < 10_000 and history.data_seconds + history.step_seconds >= 0.3
-    assert load_checkpoint(tmp_path / "last.pt")["iteration"] == stopped_at  # checkpointed at the stop
-    again = make(0.3)
+    assert trainer.iteration == 4 and history.data_seconds == 0.5 and history.step_seconds == 0.5
+    assert load_checkpoint(tmp_path / "last.pt")["iteration"] == 4  # checkpointed at the stop
+    again = make(1.0)
     again.resume()
     again.fit()
-    assert again.iteration == stopped_at  # the budget is spent: a resume trains no further
-    more = make(0.6)
+    assert again.iteration == 4  # the budget is spent (summed across resumes): a resume trains no further
+    more = make(2.0)
     more.resume()
     more.fit()
-    assert more.iteration > stopped_at
+    assert more.iteration == 8 and more.history.data_seconds + more.history.step_seconds == 2.0
+    assert load_checkpoint(tmp_path / "last.pt")["iteration"] == 8

@@ -29,6 +29,6 @@ def default_model_path(scale: int = 4, bits: int = DEFAULT_BITS) -> Path:
     models = embedded_models()
     if (scale, bits) not in models:
         have = ", ".join(f"x{s} W{b}" for s, b in sorted(models)) or "none"
-        raise ValueError(f"no embedded model for x{scale} at {bits} bits (embedded: {have}); pass model= a .pte "
-                         "or a quantsr checkpoint, or pick one of those")
+        raise ValueError(f"no embedded model for x{scale} at {bits} bits (embedded: {have}); pass a .pte or a "
+                         "quantsr checkpoint with --model, or pick one of those with --scale/--bits")
     return models[(scale, bits)]

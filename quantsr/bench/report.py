@@ -77,7 +77,84 @@ def _ticks(lo: float, hi: float, log: bool) -> list[float]:
         return [t for t in out if lo <= t <= hi]
     raw = (hi - lo) / 5 or 1.0
     step = min((m * 10.0 ** math.floor(math.log10(raw)) for m in (1, 2, 5, 10)), key=lambda s: abs(s - raw))
-    return [k * step for k in range(math.ceil(lo / step), math.floor(hi / step) + 1)]
+    # round away k * step's float noise (0.30000000000000004), so labels and positions are the round values
+    return [round(k * step, 12) for k in range(math.ceil(lo / step), math.floor(hi / step) + 1)]
+
+
+def _tick_text(values: Sequence[float], log: bool) -> list[str]:
+    """Tick labels as people write them: 20, 500, 2,000 on a log axis; on a linear one as many decimals as the
+    spacing needs (31.5, 32.0 rather than 31.50, or 3.15e+01)."""
+    if log:
+        return [f"{v:,.0f}" if v >= 1 else f"{v:g}" for v in values]
+    step = min((b - a for a, b in zip(values, values[1:])), default=1.0)
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9))  # 31.2 - 31.1 is 0.0999...: still one decimal
+    return [f"{v:,.{decimals}f}" for v in values]
+
+
+_LABEL_FONT = 11  # px
+
+
+def _text_box(x: float, baseline: float, text: str, anchor: str, font: float = _LABEL_FONT) -> tuple[float, ...]:
+    """Estimated (x0, y0, x1, y1) of SVG text: no font metrics without a renderer, so the width comes from the
+    character count (0.6 em per character is a little wider than sans-serif averages: estimates err on the side
+    of more space) and the height from the em box (ascent 0.8 em, descent 0.25 em)."""
+    w = 0.6 * font * len(text)
+    x0 = {"start": x, "middle": x - w / 2, "end": x - w}[anchor]
+    return (x0, baseline - 0.8 * font, x0 + w, baseline + 0.25 * font)
+
+
+def _overlap(a: Sequence[float], b: Sequence[float], gap: float = 2.0) -> bool:
+    return a[0] < b[2] + gap and b[0] < a[2] + gap and a[1] < b[3] + gap and b[1] < a[3] + gap
+
+
+def _place_labels(markers: Sequence[tuple[float, float, float]], labels: Sequence[str],
+                  area: tuple[float, float, float, float]) -> list[tuple[float, float, str, tuple[float, ...]]]:
+    """(x, baseline, text-anchor, box) for each marker's (cx, cy, radius) label: the first of a ring of
+    candidate spots around the marker (right, left, above, below, diagonals; then rings further out) whose box
+    lies inside ``area`` and clears every marker and every label placed so far. Points are labelled from the
+    most crowded outward, so isolated points, which have room anywhere, do not take a crowded one's spots. If
+    nothing is clear the spot with the fewest collisions is used."""
+    font = _LABEL_FONT
+    marker_boxes = [(cx - r, cy - r, cx + r, cy + r) for cx, cy, r in markers]
+
+    def crowding(i: int) -> float:
+        cx, cy, _ = markers[i]
+        return -sum(1 for j, (x, y, _) in enumerate(markers) if j != i and math.hypot(x - cx, y - cy) < 80)
+
+    placed: dict[int, tuple[float, float, str, tuple[float, ...]]] = {}
+    boxes: list[tuple[float, ...]] = []
+    for i in sorted(range(len(markers)), key=crowding):
+        cx, cy, r = markers[i]
+        best: tuple[int, tuple[float, float, str, tuple[float, ...]]] | None = None
+        for ring in (0, 10, 24, 42, 64, 90, 120, 160, 210):
+            d = r + 3 + ring
+            above, below = cy - d - 0.25 * font, cy + d + 0.8 * font  # baselines of text just above / below
+            # (x, baseline, anchor): the baseline sits 0.3 em below the centre line for vertically centred text;
+            # above and below also flush left and right, so a long label near an edge has somewhere to go
+            spots = [(cx + d, cy + 0.3 * font, "start"), (cx - d, cy + 0.3 * font, "end"),
+                     (cx, above, "middle"), (cx, below, "middle"),
+                     (cx + d * 0.7, cy - d * 0.7, "start"), (cx - d * 0.7, cy - d * 0.7, "end"),
+                     (cx + d * 0.7, cy + d * 0.7 + 0.8 * font, "start"),
+                     (cx - d * 0.7, cy + d * 0.7 + 0.8 * font, "end"),
+                     (cx + r, above, "end"), (cx - r, above, "start"), (cx + r, below, "end"), (cx - r, below, "start")]
+            for x, y, anchor in spots:
+                box = _text_box(x, y, labels[i], anchor, font)
+                outside = box[0] < area[0] or box[1] < area[1] or box[2] > area[2] or box[3] > area[3]
+                clashes = 1000 * outside + sum(_overlap(box, b) for b in boxes + marker_boxes)
+                if best is None or clashes < best[0]:
+                    best = (clashes, (x, y, anchor, box))
+                if clashes == 0:
+                    break
+            if best is not None and best[0] == 0:
+                break
+        assert best is not None
+        x, y, anchor, box = best[1]
+        # nothing fits inside (a label longer than the free width): slide it in rather than off the picture
+        dx = max(area[0] - box[0], 0.0) or min(area[2] - box[2], 0.0)
+        dy = max(area[1] - box[1], 0.0) or min(area[3] - box[3], 0.0)
+        placed[i] = (x + dx, y + dy, anchor, (box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy))
+        boxes.append(placed[i][3])
+    return [placed[i] for i in range(len(markers))]
 
 
 def svg_scatter(points: Sequence[tuple[float, float, int, str]], width: int = 800, height: int = 500) -> str:
@@ -107,32 +184,40 @@ def svg_scatter(points: Sequence[tuple[float, float, int, str]], width: int = 80
 
     parts.append(f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
                  'fill="none" stroke="#444"/>')
-    for t in _ticks(x_lo, x_hi, log):
+    x_ticks = _ticks(x_lo, x_hi, log)
+    for t, text in zip(x_ticks, _tick_text(x_ticks, log)):
         parts.append(f'<line x1="{px(t):.1f}" y1="{height - bottom}" x2="{px(t):.1f}" y2="{top}" stroke="#ddd"/>'
-                     f'<text x="{px(t):.1f}" y="{height - bottom + 16}" text-anchor="middle">{t:g}</text>')
-    for t in _ticks(y_lo, y_hi, False):
+                     f'<text x="{px(t):.1f}" y="{height - bottom + 16}" text-anchor="middle">{text}</text>')
+    y_ticks = _ticks(y_lo, y_hi, False)
+    for t, text in zip(y_ticks, _tick_text(y_ticks, False)):
         parts.append(f'<line x1="{left}" y1="{py(t):.1f}" x2="{width - right}" y2="{py(t):.1f}" stroke="#ddd"/>'
-                     f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end">{t:.2f}</text>')
+                     f'<text x="{left - 6}" y="{py(t) + 4:.1f}" text-anchor="end">{text}</text>')
     parts.append(f'<text x="{(left + width - right) / 2}" y="{height - 18}" text-anchor="middle">median latency, '
                  f'ms{" (log scale)" if log else ""}</text>'
                  f'<text transform="translate(18 {(top + height - bottom) / 2}) rotate(-90)" '
                  'text-anchor="middle">Set5 PSNR, dB</text>')
     largest = max(p[2] for p in points) or 1
-    for x, y, size, label in points:
-        radius = 4 + 16 * math.sqrt(size / largest)  # area grows with bytes
-        parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="{radius:.1f}" fill="#3b7dd8" '
+    markers = [(px(x), py(y), 4 + 16 * math.sqrt(size / largest)) for x, y, size, _ in points]  # area ~ bytes
+    for (cx, cy, radius), (x, y, size, label) in zip(markers, points):
+        parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{radius:.1f}" fill="#3b7dd8" '
                      f'fill-opacity="0.45" stroke="#1f4f99"><title>{escape(label)}: {x:g} ms, {y:.3f} dB, '
-                     f'{size:,} bytes</title></circle>'
-                     + _label(px(x), py(y), radius, label, right_half=px(x) > (left + width - right) / 2))
+                     f'{size:,} bytes</title></circle>')
+    # labels after every marker, so no marker is painted over a label
+    area = (left + 2, top + 2, width - right - 2, height - bottom - 2)
+    spots = _place_labels(markers, [p[3] for p in points], area)
+    for (cx, cy, radius), (_, _, _, box) in zip(markers, spots):
+        lx, ly = min(max(cx, box[0]), box[2]), min(max(cy, box[1]), box[3])  # the box's point nearest the marker
+        d = math.hypot(lx - cx, ly - cy)
+        if d > radius + 8:  # pushed out of a crowd: a leader line from the marker's edge says whose label it is
+            parts.append(f'<line x1="{cx + (lx - cx) * radius / d:.1f}" y1="{cy + (ly - cy) * radius / d:.1f}" '
+                         f'x2="{lx:.1f}" y2="{ly:.1f}" stroke="#888" stroke-width="0.8"/>')
+    for (x, y, anchor, _), point in zip(spots, points):
+        # a white outline under the glyphs keeps a label readable where a leader line or grid line crosses it
+        parts.append(f'<text class="label" x="{x:.1f}" y="{y:.1f}" font-size="{_LABEL_FONT}" '
+                     f'text-anchor="{anchor}" stroke="white" stroke-width="3" stroke-linejoin="round" '
+                     f'paint-order="stroke">{escape(point[3])}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
-
-
-def _label(x: float, y: float, radius: float, text: str, right_half: bool) -> str:
-    """A marker's label beside it, on the side facing the plot's centre so it stays inside the picture."""
-    if right_half:
-        return f'<text x="{x - radius - 3:.1f}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{escape(text)}</text>'
-    return f'<text x="{x + radius + 3:.1f}" y="{y + 4:.1f}" font-size="11">{escape(text)}</text>'
 
 
 def _matplotlib_figure(points: Sequence[tuple[float, float, int, str]], fmt: str) -> bytes:

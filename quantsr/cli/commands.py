@@ -7,18 +7,28 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from quantsr.cli.errors import UsageError
+
 
 def _parse_kwargs(items: Sequence[str]) -> dict:
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"--model-kw expects key=value, got {item!r}")
+            raise UsageError(f"--model-kw expects key=value, got {item!r}")
         try:
             out[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             out[key] = value
     return out
+
+
+def _check_json_output(path: str | None) -> None:
+    """A --json file that cannot be written fails before the work, not after it."""
+    if path:
+        from quantsr.artifacts.atomic import ensure_writable
+
+        ensure_writable(path)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -38,6 +48,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from quantsr.data.datasets import BenchmarkSet
     from quantsr.eval.evaluate import evaluate
 
+    _check_json_output(args.json)
     model, info = load_model_and_info(args.weights, model=args.model, scale=args.scale,
                                       model_kwargs=_parse_kwargs(args.model_kw))
     scale = info.scale
@@ -70,38 +81,56 @@ def cmd_train(args: argparse.Namespace) -> int:
     from quantsr.data.datasets import BenchmarkSet, PatchDataset, default_data_root
     from quantsr.models.registry import create_model
     from quantsr.models.weights import load_weights
+    from quantsr.train.checkpoint import load_checkpoint
+    from quantsr.train.resume import TRAIN_DEFAULTS, TRAIN_RESUMABLE, merge_resume_settings
     from quantsr.train.trainer import TrainConfig, Trainer, default_milestones
 
-    if args.model is None:
-        raise ValueError("name the architecture to train with --model (see `quantsr models`)")
-    args.scale = args.scale or DEFAULT_SCALE
-    torch.manual_seed(args.seed)
-    model_kwargs = _parse_kwargs(args.model_kw)
-    model = create_model(args.model, scale=args.scale, **model_kwargs)
-    if args.init_weights:
-        load_weights(model, args.init_weights, args.scale)
-    train_root = default_data_root() / "train"
-    train_dirs = args.train_dirs or [str(train_root / "T91"), str(train_root / "BSD200")]
-    data = PatchDataset(train_dirs, args.scale, lr_patch=args.lr_patch, batch_size=args.batch_size,
-                        seed=args.seed, show_progress=not args.no_progress)
-    val_sets = [BenchmarkSet.from_name(name, args.scale, args.data_root) for name in args.val_sets]
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
-    milestones = args.milestones or default_milestones(args.iterations)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=args.gamma)
-    config = TrainConfig(iterations=args.iterations, val_every=args.val_every,
-                         checkpoint_every=args.checkpoint_every, out_dir=args.out, bf16=args.bf16,
-                         channels_last=args.channels_last, progress=not args.no_progress, device=args.device)
-    metadata = checkpoint_metadata(args.model, args.scale, model_kwargs)
-    trainer = Trainer(model, data, torch.nn.L1Loss(), optimizer, scheduler, val_sets=val_sets, config=config,
-                      metadata=metadata)
+    # The flags given (the parser's defaults are None); a resume checks them against the run's saved settings and
+    # takes the saved values of the others, so `--resume` alone continues exactly the saved run.
+    given = {name: getattr(args, name) for name in TRAIN_DEFAULTS
+             if name != "model_kwargs" and getattr(args, name) is not None}
+    if args.model_kw is not None:
+        given["model_kwargs"] = _parse_kwargs(args.model_kw)
     last = Path(args.out) / "last.pt"
+    if last.exists() and not args.resume:
+        raise ValueError(f"{last} exists; pass --resume to continue it, or choose another --out")
+    changes: list[str] = []
+    if args.resume and last.is_file():  # checked before anything is built, so a refused resume costs nothing
+        ckpt = load_checkpoint(last)
+        given, changes = merge_resume_settings(ckpt.get("run_settings") or None, given, source=str(last),
+                                               allowed=TRAIN_RESUMABLE, reached=int(ckpt["iteration"]),
+                                               flags={"model_kwargs": "--model-kw"})
+    s = {**TRAIN_DEFAULTS, **given}
+    if s["model"] is None:
+        raise ValueError("name the architecture to train with --model (see `quantsr models`)")
+    # Resolved, so the saved settings say what the run used even if a default changes later.
+    s["scale"] = s["scale"] or DEFAULT_SCALE
+    if not s["train_dirs"]:  # the data folder is looked up only when it is needed
+        train_root = default_data_root() / "train"
+        s["train_dirs"] = [str(train_root / "T91"), str(train_root / "BSD200")]
+    s["milestones"] = s["milestones"] or default_milestones(s["iterations"])
+    torch.manual_seed(s["seed"])
+    model = create_model(s["model"], scale=s["scale"], **s["model_kwargs"])
+    if s["init_weights"]:
+        load_weights(model, s["init_weights"], s["scale"])
+    data = PatchDataset(s["train_dirs"], s["scale"], lr_patch=s["lr_patch"], batch_size=s["batch_size"],
+                        seed=s["seed"], show_progress=not args.no_progress)
+    val_sets = [BenchmarkSet.from_name(name, s["scale"], s["data_root"]) for name in s["val_sets"]]
+    optimizer = torch.optim.Adam(model.parameters(), lr=s["lr"], betas=(0.9, 0.99))
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=s["milestones"], gamma=s["gamma"])
+    config = TrainConfig(iterations=s["iterations"], val_every=s["val_every"],
+                         checkpoint_every=s["checkpoint_every"], out_dir=args.out, bf16=s["bf16"],
+                         channels_last=s["channels_last"], progress=not args.no_progress, device=s["device"])
+    metadata = checkpoint_metadata(s["model"], s["scale"], s["model_kwargs"])
+    trainer = Trainer(model, data, torch.nn.L1Loss(), optimizer, scheduler, val_sets=val_sets, config=config,
+                      metadata=metadata, run_settings=s)
     if args.resume:
         if trainer.resume():
             print(f"resumed from {last} at iteration {trainer.iteration}")
+            for line in changes:
+                print(f"  {line}")
         else:
             print(f"no {last} yet: starting from iteration 0")
-    elif last.exists():
-        raise ValueError(f"{last} exists; pass --resume to continue it, or choose another --out")
     history = trainer.fit()
     total = history.data_seconds + history.step_seconds
     if total > 0:
@@ -115,28 +144,53 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_quantize(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from quantsr.checkpoints.format import parse_metadata
     from quantsr.checkpoints.load import load_model_and_info
     from quantsr.models.weights import find_checkpoint
     from quantsr.qat.config import PRESETS, TrainRecipe
     from quantsr.qat.pipeline import quantize_checkpoint
     from quantsr.quant.recipe import QuantRecipe
+    from quantsr.train.checkpoint import load_checkpoint
+    from quantsr.train.resume import merge_resume_settings
 
-    settings = dict(PRESETS[args.preset]) if args.preset else {}
-    for f in dataclasses.fields(TrainRecipe):
-        value = getattr(args, f.name, None)
-        if value is not None:
-            settings[f.name] = value
-    train = TrainRecipe(**settings)
-    recipe_fields = {f.name for f in dataclasses.fields(QuantRecipe)}
-    recipe = QuantRecipe(**{k: v for k, v in vars(args).items() if k in recipe_fields and v is not None},
-                         head_tail_bits=8 if args.rest_int8 else 32)
-    model_kwargs = _parse_kwargs(args.model_kw)
-    teacher, info = load_model_and_info(args.weights, model=args.model, scale=args.scale, model_kwargs=model_kwargs)
+    # The flags given (the parser's defaults are None). On a resume the others take the run's saved values, and
+    # quantize_checkpoint refuses the given ones that differ from the run's (naming the flag) before it trains.
+    train_fields = [f.name for f in dataclasses.fields(TrainRecipe)]
+    given = {name: getattr(args, name) for name in train_fields if getattr(args, name, None) is not None}
+    preset = dict(PRESETS[args.preset]) if args.preset else {}
+    bits = {name: getattr(args, name) for name in ("w_bits", "a_bits", "weight_quantizer", "rounding", "qsa_keep")
+            if getattr(args, name) is not None}
+    if args.rest_int8:
+        bits["head_tail_bits"] = 8
+    model_kwargs = None if args.model_kw is None else _parse_kwargs(args.model_kw)
+    weights, model, scale = args.weights, args.model, args.scale
+    last = Path(args.out) / "last.pt"
+    if args.resume and last.is_file():
+        ckpt = load_checkpoint(last)
+        settings = ckpt.get("run_settings") or {}
+        saved_train = settings.get("train_recipe")
+        if saved_train is not None:
+            # A preset must describe the resumed run: the lines it sets are not flags one could drop one by one.
+            merge_resume_settings(saved_train, {k: v for k, v in preset.items() if k not in given}, source=str(last),
+                                  flags={k: f"--preset {args.preset} ({k})" for k in preset})
+            given = {**{k: v for k, v in saved_train.items() if k in train_fields}, **given}
+            preset = {}
+        saved = parse_metadata(ckpt.get("metadata") or {}, str(last))
+        if saved.recipe is not None:
+            bits = {**saved.recipe.to_dict(), **bits}
+        weights = weights or settings.get("teacher") or None
+        model, scale = model or saved.model, scale or saved.scale
+        model_kwargs = saved.model_kwargs if model_kwargs is None else model_kwargs
+    train = TrainRecipe(**{**preset, **given})
+    recipe = QuantRecipe(**bits)
+    teacher, info = load_model_and_info(weights, model=model, scale=scale, model_kwargs=model_kwargs)
     if info.recipe is not None:
-        raise ValueError(f"{args.weights} is already a low-bit checkpoint; quantize from an FP teacher")
-    source = str(args.weights or find_checkpoint(info.model, info.scale))
-    card = quantize_checkpoint(teacher, info.model, info.scale, recipe, train, args.out, model_kwargs=model_kwargs,
-                               teacher_source=source, resume=args.resume, progress=not args.no_progress)
+        raise ValueError(f"{weights} is already a low-bit checkpoint; quantize from an FP teacher")
+    source = str(weights or find_checkpoint(info.model, info.scale))
+    # info.model_kwargs: the teacher's own (its metadata) with the --model-kw ones over them, so model.pt says all.
+    card = quantize_checkpoint(teacher, info.model, info.scale, recipe, train, args.out,
+                               model_kwargs=info.model_kwargs, teacher_source=source, resume=args.resume,
+                               progress=not args.no_progress)
     print(f"{info.model} x{info.scale} W{recipe.w_bits}A{recipe.a_bits}, {card['iterations']} iterations")
     print(f"{'set':<10} {'PSNR':>8} {'SSIM':>8} {'FP PSNR':>8} {'drop':>7}")
     for r in card["results"]:
@@ -146,8 +200,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from quantsr.artifacts.atomic import ensure_writable
     from quantsr.export.pipeline import FORMATS, export_checkpoint
 
+    if not Path(args.checkpoint).is_file():
+        raise FileNotFoundError(f"{args.checkpoint}: no such checkpoint")
+    ensure_writable(args.out, folder=True)  # before minutes of export, not after
     start = time.perf_counter()
 
     def stage(name: str) -> None:
@@ -169,6 +227,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from quantsr.artifacts.atomic import write_text_atomic
     from quantsr.bench.desktop import bench, deploy_variants, rows_to_json, table
 
+    _check_json_output(args.json)
     start = time.perf_counter()
 
     def progress(message: str) -> None:
@@ -195,6 +254,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from quantsr.models.registry import create_model
     from quantsr.quant.configs import is_body_layer
 
+    _check_json_output(args.json)
     model = create_model(args.model, scale=args.scale, **_parse_kwargs(args.model_kw))
     bits_fn = None
     if args.body_bits:

@@ -15,6 +15,7 @@ from quantsr.cli.commands import (
     cmd_quantize,
     cmd_train,
 )
+from quantsr.cli.errors import OneLineParser, QuietLibraries, UsageError, apply_resource_flags, one_line
 from quantsr.cli.mobile import add_mobile_parser
 from quantsr.cli.upscale import cmd_upscale
 
@@ -26,7 +27,39 @@ def _add_model_args(p: argparse.ArgumentParser, weights_help: str) -> None:
     p.add_argument("--model-kw", nargs="*", default=[], metavar="KEY=VALUE",
                    help="architecture options, e.g. num_block=8 num_feat=32")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="CPU threads (torch and ExecuTorch; default: their choice)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    return 0 if text.strip() == "0" else _positive_int(text)
+
+
+def _quality(text: str) -> int:
+    value = _positive_int(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"must be 1-100, got {value}")
+    return value
+
+
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    """-v/--verbose on every (sub)command, so it may follow the command like every other flag."""
+    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show the libraries' warnings and log lines, and tracebacks of unexpected errors")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _add_verbose(child)
 
 
 def _parse_size(text: str) -> tuple[int, int, int]:
@@ -37,7 +70,7 @@ def _parse_size(text: str) -> tuple[int, int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="quantsr", description="Low-bit image super-resolution.")
+    parser = OneLineParser(prog="quantsr", description="Low-bit image super-resolution.")
     parser.add_argument("--version", action="version", version=f"quantsr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -47,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("quantize", help="QuantSR+ quantization-aware training from an FP checkpoint")
     _add_model_args(p, "FP teacher checkpoint (default: the known public one)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, model.pt, model_card.json)")
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true",
+                   help="continue OUT/last.pt with its saved recipes and teacher; of the flags, only --iterations "
+                        "(to extend it), --max-train-minutes, --val-every, --checkpoint-every and --device may differ")
     p.add_argument("--preset", choices=["paper", "cpu-2h"], help="paper: 500k iterations, batch 128 (GPUs)")
     p.add_argument("--w-bits", dest="w_bits", type=int)
     p.add_argument("--a-bits", dest="a_bits", type=int)
@@ -73,18 +108,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels-last", dest="channels_last", action="store_const", const=True)
     p.add_argument("--seed", type=int)
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_quantize)
+    # None: not given, so a resume takes the run's saved value (cmd_quantize fills the defaults otherwise).
+    p.set_defaults(func=cmd_quantize, model_kw=None, device=None)
 
-    p = sub.add_parser("upscale", help="upscale a photo (or a folder of photos) on the CPU")
-    p.add_argument("input", help="an image file or a folder of images")
-    p.add_argument("output", nargs="?", help="output file (or folder); default IN_x4.png (or FOLDER_x4/)")
-    p.add_argument("--scale", type=int, default=4)
+    p = sub.add_parser("upscale", help="upscale a photo (or a folder of photos) on the CPU",
+                       description="Upscale a photo or a folder of photos with an embedded low-bit model. Never "
+                                   "overwrites an input; ICC profile and EXIF are kept.")
+    p.add_argument("input", nargs="?", help="an image file or a folder of images")
+    p.add_argument("output", nargs="?",
+                   help="output file or folder (default: IN_x4.png beside the input, or FOLDER_x4/)")
+    p.add_argument("-i", "--input", dest="input_opt", metavar="INPUT", help="the same as the first positional")
+    p.add_argument("-o", "--output", dest="output_opt", metavar="OUTPUT", help="the same as the second positional; "
+                   "an existing folder receives the file under its default name")
+    p.add_argument("-s", "--scale", type=_positive_int, default=None,
+                   help="upscaling factor (default: the model's own; the embedded models are x4)")
     p.add_argument("--bits", type=int, default=4, help="which embedded model: 4 (W4A4, default) or 2 (W2A2)")
-    p.add_argument("--model", help="a .pte file or a quantsr checkpoint instead of the embedded model")
-    p.add_argument("--tile", type=int, default=256, help="tile side in input pixels (default 256)")
-    p.add_argument("--overlap", type=int, default=16, help="tile margin in input pixels (default 16)")
+    p.add_argument("-m", "--model", help="a .pte file or a quantsr checkpoint instead of the embedded model")
+    p.add_argument("--suffix", default=None,
+                   help="added to output names (default: _x4 beside the inputs, none in another folder)")
+    p.add_argument("-f", "--format", choices=["png", "jpg", "webp", "bmp", "tiff"], default=None,
+                   help="output format (default: from the output name, else png)")
+    p.add_argument("-q", "--quality", type=_quality, default=95, help="JPEG/WebP quality 1-100 (default 95)")
+    p.add_argument("-t", "--tile", type=_positive_int, default=None,
+                   help="tile side in input pixels (default 256, or what the .pte accepts)")
+    p.add_argument("--overlap", type=_non_negative_int, default=16, help="tile margin in input pixels (default 16)")
+    p.add_argument("--max-megapixels", type=float, default=None,
+                   help="refuse inputs above this size (default: PIL's decompression-bomb limit, about 89)")
     p.add_argument("--compare", action="store_true", help="also write OUT_compare.png: bicubic | quantsr")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (torch and ExecuTorch)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_upscale)
 
@@ -95,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--json", help="also write the rows as JSON")
     p.add_argument("--no-eval", action="store_true", help="skip Set5 PSNR")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (torch and ExecuTorch)")
     p.add_argument("--reuse", action="store_true",
                    help="reuse the exports and Set5 scores of an earlier run in --out (time again, export once)")
     p.set_defaults(func=cmd_bench)
@@ -108,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quant", choices=["learned", "int8", "fp32"],
                    help="default: learned for a QAT checkpoint, fp32 otherwise")
     p.add_argument("--no-eval", action="store_true", help="skip the Set5 PSNR of the artifact")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (torch and ExecuTorch)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("profile", help="MACs, BitOPs, OPs and storage per layer, and the reduction vs FP32")
@@ -140,44 +191,62 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p, "unused for train; see --init-weights")
     p.add_argument("--init-weights", help="start from these weights")
     p.add_argument("--out", required=True, help="run folder for last.pt / best.pt")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--iterations", type=int, default=10000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr-patch", type=int, default=48, help="LR patch size (HR patch = scale x this)")
-    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--resume", action="store_true",
+                   help="continue OUT/last.pt with its saved settings; of the flags, only --iterations (to extend "
+                        "it), --val-every, --checkpoint-every and --device may differ")
+    # Defaults are None so that a resume can tell the flags given from those left out (which take the run's
+    # saved values); cmd_train fills the real defaults (quantsr.train.resume.TRAIN_DEFAULTS) afterwards.
+    from quantsr.train.resume import TRAIN_DEFAULTS as D  # standard library only, like this module
+
+    p.add_argument("--iterations", type=int, help=f"default {D['iterations']}")
+    p.add_argument("--batch-size", type=int, help=f"default {D['batch_size']}")
+    p.add_argument("--lr-patch", type=int, help=f"LR patch size (HR patch = scale x this; default {D['lr_patch']})")
+    p.add_argument("--lr", type=float, help=f"default {D['lr']}")
     p.add_argument("--milestones", type=int, nargs="*", help="LR decay iterations (default 50/80/90/95%%)")
-    p.add_argument("--gamma", type=float, default=0.5)
-    p.add_argument("--val-every", type=int, default=1000)
-    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--gamma", type=float, help=f"LR decay factor at each milestone (default {D['gamma']})")
+    p.add_argument("--val-every", type=int, help=f"default {D['val_every']}")
+    p.add_argument("--checkpoint-every", type=int, help=f"default {D['checkpoint_every']}")
     p.add_argument("--train-dirs", nargs="+", help="HR training folders (default T91 + BSD200)")
-    p.add_argument("--val-sets", nargs="*", default=["Set5"])
+    p.add_argument("--val-sets", nargs="*", help=f"default {' '.join(D['val_sets'])}; none: no validation")
     p.add_argument("--data-root", help="folder holding the benchmark sets")
-    p.add_argument("--bf16", action="store_true",
+    p.add_argument("--bf16", action="store_const", const=True,
                    help="bf16 autocast (fast only on CPUs with AVX512-BF16/AMX, and on GPUs)")
-    p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--channels-last", action="store_const", const=True)
+    p.add_argument("--seed", type=int, help=f"default {D['seed']}")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, model_kw=None, device=None)
 
     add_mobile_parser(sub)
+    _add_verbose(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; exit codes: 0 success, 1 a failure (or some files skipped, as the output says), 2 a
+    usage error. Errors are one line on stderr; tracebacks only for unexpected errors with ``--verbose``."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(args.threads)
+    verbose = bool(getattr(args, "verbose", False))
+    quiet = QuietLibraries(verbose)
     try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, FloatingPointError) as exc:  # ImageError, ArtifactError are ValueErrors
-        print(f"quantsr: error: {exc}", file=sys.stderr)
+        with quiet:
+            apply_resource_flags(args)
+            return args.func(args)
+    except UsageError as exc:
+        print(f"quantsr: error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except (ValueError, OSError, FloatingPointError, MemoryError) as exc:  # ImageError, ArtifactError: ValueErrors
+        print(f"quantsr: error: {one_line(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("quantsr: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if verbose:
+            raise
+        print(f"quantsr: error: {type(exc).__name__}: {one_line(exc)} (unexpected: rerun with --verbose for the "
+              "traceback, and please report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,62 +1,239 @@
-"""``quantsr upscale``: a photo or a folder of photos, upscaled on the CPU."""
+"""``quantsr upscale``: a photo or a folder of photos, upscaled on the CPU.
+
+Everything that can be checked without the model is checked first (output names, collisions with inputs and with
+each other, formats, writable folders, tile limits from the ``.pte`` card), before torch and the runtime are
+imported, so a wrong command line fails in a fraction of a second and no input is ever overwritten."""
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from quantsr.cli.errors import UsageError
 
-def _output_for(src: Path, out: str | None, scale: int, many: bool) -> Path:
-    if many:
-        folder = Path(out) if out else src.parent.with_name(src.parent.name + f"_x{scale}")
-        return folder / (src.stem + ".png")
-    return Path(out) if out else src.with_name(f"{src.stem}_x{scale}.png")
+__all__ = ["Job", "cmd_upscale", "plan_jobs"]
+
+_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "bmp": ".bmp", "tiff": ".tif"}
+_MEMORY_FACTOR = 1.3  # the output image, plus the encoder's buffers (measured: benchmarks/upscale_memory.py)
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    output: Path
+
+
+def plan_jobs(source: Path, output: str | None, scale: int, *, suffix: str | None = None,
+              fmt: str | None = None) -> tuple[list[Job], list[str]]:
+    """Input and output of every file to upscale, and notes on renamed outputs; a :class:`UsageError` for an
+    output that would overwrite an input. Names: ``IN{suffix}.png``, where the suffix is ``_x{scale}`` when the
+    output lies beside the inputs and empty in another folder; outputs that would share a name (``x.png`` and
+    ``x.jpg``) are told apart by the input's extension (``x_png.png``, ``x_jpg.png``)."""
+    from quantsr.data.image_io import list_images
+
+    ext = _EXTENSIONS[fmt] if fmt else None
+    if source.is_dir():
+        files = list_images(source)
+        folder = Path(output) if output else source.resolve().with_name(f"{source.resolve().name}_x{scale}")
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"{folder} is a file; a folder input needs an output folder")
+        beside = folder.resolve() == source.resolve()
+    else:
+        if not source.exists():
+            raise FileNotFoundError(f"{source}: no such file or folder")
+        files = [source]
+        target = Path(output) if output else None
+        if target is None or target.is_dir():
+            folder = target if target is not None else source.parent
+            beside = folder.resolve() == source.resolve().parent
+        else:
+            if ext and target.suffix and target.suffix.lower() not in (ext, ".jpeg" if ext == ".jpg" else ext):
+                raise UsageError(f"--format {fmt} but the output is {target.name}; drop one of them")
+            if not target.suffix:
+                target = target.with_name(target.name + (ext or ".png"))
+            _refuse_overwrite({target: source}, {source})
+            return [Job(source, target)], []
+    tail = (suffix if suffix is not None else (f"_x{scale}" if beside else "")) + (ext or ".png")
+    outputs: dict[Path, list[Path]] = {}
+    for f in files:
+        outputs.setdefault(_key(folder / f"{f.stem}{tail}"), []).append(f)
+    jobs, notes = [], []
+    for group in outputs.values():
+        for f in group:
+            name = f"{f.stem}{tail}" if len(group) == 1 else f"{f.stem}_{f.suffix.lstrip('.').lower()}{tail}"
+            jobs.append(Job(f, folder / name))
+        if len(group) > 1:
+            notes.append(f"{' and '.join(f.name for f in group)} would share one output name: writing "
+                         f"{', '.join(j.output.name for j in jobs[-len(group):])}")
+    clash = [j.output.name for j in jobs if sum(_key(k.output) == _key(j.output) for k in jobs) > 1]
+    if clash:
+        raise UsageError(f"outputs {', '.join(sorted(set(clash)))} would be written twice; choose a --suffix")
+    _refuse_overwrite({j.output: j.source for j in jobs}, set(files))
+    return sorted(jobs, key=lambda j: j.source.name), notes
+
+
+def _key(path: Path) -> str:
+    # Case-insensitive file systems (macOS, Windows) treat X.png and x.png as one file.
+    return str(path.resolve()).lower()
+
+
+def _refuse_overwrite(outputs: dict[Path, Path], inputs: set[Path]) -> None:
+    keys = {_key(i): i for i in inputs}
+    hit = sorted(keys[_key(out)].name for out in outputs if _key(out) in keys)
+    hit += sorted(o.name for o in outputs if o.exists() and any(o.samefile(i) for i in inputs if i.exists())
+                  and o.name not in hit)
+    if hit:
+        raise UsageError(f"the output would overwrite the input {', '.join(hit)}; give another output name or "
+                         "folder, or a --suffix")
+
+
+def _check_outputs(jobs: list[Job], compare: bool) -> None:
+    """Formats quantsr can write, folders that can be written, no output that is a folder."""
+    from quantsr.artifacts.atomic import ensure_writable
+    from quantsr.data.image_io import ImageError, output_format
+
+    for job in jobs:
+        try:
+            output_format(job.output)
+        except ImageError as exc:
+            raise UsageError(str(exc)) from None
+        if job.output.is_dir():
+            raise UsageError(f"{job.output} is a folder; give an output file name")
+    inputs = {j.source for j in jobs}
+    if compare:
+        _refuse_overwrite({_compare_path(j.output): j.source for j in jobs}, inputs)
+    for folder in sorted({j.output.parent for j in jobs}):
+        ensure_writable(folder, folder=True)
+
+
+def _compare_path(output: Path) -> Path:
+    return output.with_name(output.stem + "_compare.png")
+
+
+def _save(image, path: Path, quality: int) -> None:
+    """Write atomically, in a mode the format stores, with the input's ICC profile and EXIF where it keeps them."""
+    from quantsr.artifacts.atomic import atomic_write
+    from quantsr.data.image_io import output_format
+
+    fmt = output_format(path)
+    convert = {"JPEG": {"RGBA": "RGB", "LA": "L"}, "BMP": {"LA": "RGBA"}, "WEBP": {"LA": "RGBA", "L": "RGB"}}
+    mode = convert.get(fmt, {}).get(image.mode)
+    info = image.info
+    if mode:
+        image = image.convert(mode)
+    options: dict = {}
+    if fmt in ("JPEG", "WEBP"):
+        options["quality"] = quality
+    if fmt in ("PNG", "JPEG", "WEBP", "TIFF") and info.get("icc_profile"):
+        options["icc_profile"] = info["icc_profile"]
+    if fmt in ("PNG", "JPEG", "WEBP") and info.get("exif"):
+        options["exif"] = info["exif"]
+    with atomic_write(path, "wb") as fh:
+        image.save(fh, format=fmt, **options)
+
+
+def _available_memory() -> int | None:
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - a dependency
+        return None
+    return int(psutil.virtual_memory().available)
+
+
+def _model_label(model: str | None, bits: int) -> str:
+    return f"quantsr W{bits}A{bits}" if model is None else f"quantsr {Path(model).stem}"
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    from PIL import Image
+    source = args.input_opt or args.input
+    output = args.output_opt or args.output
+    if args.input_opt and args.input or args.output_opt and args.output:
+        raise UsageError("give the input (or output) once: as a positional or with -i/-o, not both")
+    if source is None:
+        raise UsageError("name an image or a folder to upscale, e.g. quantsr upscale photo.jpg")
+    if args.tile is not None and args.tile < 8:
+        raise UsageError(f"--tile must be at least 8 px, got {args.tile}")
+    if args.max_megapixels is not None and args.max_megapixels <= 0:
+        raise UsageError(f"--max-megapixels must be positive, got {args.max_megapixels}")
+    scale, tile = _resolve_model_limits(args)
+    runner = None
+    if scale is None:  # a checkpoint that says its own scale: the output names need it, so load it first
+        from quantsr.runtime.upscale import load_runner, runner_scale
+
+        runner = load_runner(args.model, None, args.bits, threads=args.threads)
+        scale = runner_scale(runner) or 4
+    jobs, notes = plan_jobs(Path(source), output, scale, suffix=args.suffix, fmt=args.format)
+    _check_outputs(jobs, args.compare)
+    for note in notes:
+        print(f"note: {note}")
+
     from tqdm import tqdm
 
-    from quantsr.artifacts.atomic import atomic_write
-    from quantsr.data.image_io import ImageError, list_images
+    from quantsr.data.image_io import ImageError, open_image, probe_image
     from quantsr.runtime.compare import compare_image
     from quantsr.runtime.upscale import count_tiles, cpu_upscale, load_runner
 
-    src = Path(args.input)
-    many = src.is_dir()
-    files = list_images(src) if many else [src]
-    runner = load_runner(args.model, args.scale, args.bits)
-    failures = 0
-    for path in files:
-        out_path = _output_for(path, args.output, args.scale, many)
-        if out_path.suffix.lower() not in Image.registered_extensions():
-            raise ImageError(f"{out_path}: unknown output format {out_path.suffix!r}; use .png or .jpg")
+    if runner is None:
+        runner = load_runner(args.model, scale, args.bits, threads=args.threads)
+    max_pixels = None if args.max_megapixels is None else int(args.max_megapixels * 1e6)
+    many = len(jobs) > 1 or Path(source).is_dir()
+    done, skipped = 0, []
+    for job in jobs:
         start = time.perf_counter()
         try:
-            with Image.open(path) as probe:
-                size = probe.size
-            bar = tqdm(total=count_tiles(size, args.tile, args.overlap), unit="tile", desc=path.name,
-                       disable=args.no_progress, leave=False)
+            (width, height), frames = probe_image(job.source, max_pixels)
+            if frames > 1:
+                print(f"quantsr: note: {job.source.name} has {frames} frames; only the first is upscaled",
+                      file=sys.stderr)
+            needed = width * height * scale * scale * 4 * _MEMORY_FACTOR
+            available = _available_memory()
+            if available is not None and needed > available:
+                raise ImageError(f"{job.source}: the {width * scale}x{height * scale} output needs about "
+                                 f"{needed / 2**30:.1f} GiB of memory, {available / 2**30:.1f} GiB is free; "
+                                 "split the image or free memory")
+            image = open_image(job.source, max_pixels)
+            bar = tqdm(total=count_tiles(image.size, tile, args.overlap), unit="tile", desc=job.source.name,
+                       disable=True if args.no_progress else None, leave=False)
             with bar:
-                result = cpu_upscale(path, args.scale, runner, tile=args.tile, overlap=args.overlap,
-                                     progress=bar.update)
-        except (ImageError, OSError) as exc:
+                result = cpu_upscale(image, scale, runner, tile=tile, overlap=args.overlap, progress=bar.update)
+        except ImageError as exc:
             if not many:
-                raise ImageError(str(exc)) from None
-            print(f"quantsr: skipped {path}: {exc}", file=sys.stderr)
-            failures += 1
+                raise
+            print(f"quantsr: skipped {exc}", file=sys.stderr)
+            skipped.append(job.source)
             continue
-        fmt = Image.registered_extensions()[out_path.suffix.lower()]
-        if fmt == "JPEG" and result.mode in ("RGBA", "LA"):
-            result = result.convert("RGB")
-        with atomic_write(out_path, "wb") as fh:
-            result.save(fh, format=fmt)
-        elapsed = time.perf_counter() - start
-        print(f"{path} -> {out_path} ({result.width}x{result.height}, {elapsed:.2f} s)")
+        _save(result, job.output, args.quality)
+        done += 1
+        print(f"{job.source} -> {job.output} ({result.width}x{result.height}, {time.perf_counter() - start:.2f} s)")
         if args.compare:
-            cmp_path = out_path.with_name(out_path.stem + "_compare.png")
-            with Image.open(path) as original, atomic_write(cmp_path, "wb") as fh:
-                compare_image(original, result).save(fh, format="PNG")
-            print(f"comparison (bicubic | quantsr) -> {cmp_path}")
-    return 1 if failures else 0
+            path = _compare_path(job.output)
+            _save(compare_image(image, result, label=_model_label(args.model, args.bits)), path, args.quality)
+            print(f"comparison (bicubic | quantsr) -> {path}")
+    if many:
+        print(f"{done} upscaled, {len(skipped)} skipped" + (" (see the messages above)" if skipped else ""))
+    return 1 if skipped else 0
+
+
+def _resolve_model_limits(args: argparse.Namespace) -> tuple[int | None, int]:
+    """(scale, tile) from the flags and, for a ``.pte``, its card, without loading the model: a scale the card
+    contradicts and a tile it does not accept are errors here, before the runtime is imported."""
+    from quantsr.artifacts.embedded import default_model_path
+    from quantsr.runtime.limits import fit_tile, pte_limits
+
+    path = default_model_path(args.scale or 4, args.bits) if args.model is None else Path(args.model)
+    if path.suffix != ".pte":
+        try:
+            return args.scale, fit_tile(args.tile, args.overlap, None)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    card, _, max_side = pte_limits(path)
+    card_scale = card["scale"] if card else None
+    if args.scale is not None and card_scale is not None and card_scale != args.scale:
+        raise UsageError(f"{path.name} is a x{card_scale} model; use --scale {card_scale} or another --model")
+    try:
+        tile = fit_tile(args.tile, args.overlap, max_side)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return args.scale or card_scale, tile

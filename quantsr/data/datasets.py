@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from quantsr.artifacts.locations import locate
 from quantsr.data.image_io import ImageError, list_images, load_image
 from quantsr.data.imresize import imresize
 
@@ -16,11 +17,10 @@ BENCHMARK_NAMES = ("Set5", "Set14", "B100", "Urban100", "Manga109")
 
 
 def default_data_root() -> Path:
-    """``$QUANTSR_DATA`` if set, else ``../shared/data`` relative to the repository."""
-    env = os.environ.get("QUANTSR_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "shared" / "data"
+    """The folder holding ``benchmark/`` and ``train/``: ``$QUANTSR_DATA``, else ``../shared/data`` beside the
+    source checkout, else ``~/.cache/quantsr/data`` (:func:`quantsr.artifacts.locations.locate`); raises
+    :class:`~quantsr.artifacts.locations.LocationNotFoundError` (one line naming QUANTSR_DATA) when none exists."""
+    return locate("data")
 
 
 def modcrop(img: np.ndarray, scale: int, source: str | os.PathLike = "image") -> np.ndarray:
@@ -133,7 +133,7 @@ class PatchDataset:
         iterator = files
         if show_progress:
             from tqdm import tqdm
-            iterator = tqdm(files, desc="preparing LR", unit="img", leave=False)
+            iterator = tqdm(files, desc="preparing LR", unit="img", leave=False, disable=None)  # None: TTY only
         for path in iterator:
             hr = load_image(path)
             if min(hr.shape[:2]) < lr_patch * scale:

@@ -80,7 +80,7 @@ def evaluate(model: nn.Module, datasets: Sequence[BenchmarkSet | str], scale: in
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=sum(len(s) for s in sets), unit="img", desc="evaluating", leave=False)
+        bar = tqdm(total=sum(len(s) for s in sets), unit="img", desc="evaluating", leave=False, disable=None)
     results = []
     try:
         for dataset in sets:

@@ -233,5 +233,5 @@ def to_deploy_model(model: nn.Module, activations: str = "static") -> tuple[nn.M
         setattr(parent, child, new)
         qparams[name] = qp
     if not qparams:
-        raise ValueError("the model has no quantized layers: export it with quant='fp32' or quant='int8'")
+        raise ValueError("the model has no quantized layers: export it with --quant fp32 or --quant int8")
     return deploy.eval(), qparams

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from quantsr.artifacts.atomic import atomic_write
-from quantsr.artifacts.cards import DEFAULT_MIN_SIDE
+from quantsr.artifacts.cards import DEFAULT_MIN_SIDE, card_path
 from quantsr.runtime.pte import PteModule, register_quantized_kernels
 from quantsr.runtime.upscale import min_side_of
 
@@ -145,6 +145,7 @@ def export_pte(model: nn.Module, path: str | Path, *, quant: str = "learned", re
     delegated, non_delegated, ops = _delegation(edge)
     stage("save")
     path = Path(path)
+    card_path(path).unlink(missing_ok=True)  # the card of the file replaced here; the new one comes after checks
     with atomic_write(path, "wb") as f:
         f.write(program.buffer)
     stage("verify the saved file against eager")

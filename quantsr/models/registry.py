@@ -6,6 +6,7 @@ architectures (``quantsr.models.archs``) register themselves when the registry i
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -82,7 +83,21 @@ def create_model(name: str, scale: int = 4, **kwargs: Any) -> nn.Module:
     descriptor = get_descriptor(name)
     if scale not in descriptor.scales:
         raise ValueError(f"model {name!r} supports scales {descriptor.scales}, not x{scale}; pick one of those")
+    options = model_options(name)
+    unknown = sorted(set(kwargs) - set(options)) if options is not None else []
+    if unknown:
+        raise ValueError(f"{name} has no option {', '.join(map(repr, unknown))} (--model-kw); its options: "
+                         f"{', '.join(options) or 'none'}")
     return descriptor.factory(scale=scale, **kwargs)
+
+
+def model_options(name: str) -> list[str] | None:
+    """The keyword options of a registered architecture (``--model-kw``), None if it takes any."""
+    params = inspect.signature(get_descriptor(name).module).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.name not in ("self", "scale", "upscale")
+            and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
 
 
 def _ensure_builtin_models() -> None:

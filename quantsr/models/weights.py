@@ -3,13 +3,13 @@ and loading it onto a registry module with the architecture's one-time key conve
 :func:`quantsr.load_model` (``quantsr.checkpoints.load``), built on these."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
+from quantsr.artifacts.locations import locate
 from quantsr.models.registry import descriptor_of, get_descriptor, list_models
 
 __all__ = ["PublicCheckpoint", "default_weights_dir", "find_checkpoint", "load_weights",
@@ -30,20 +30,19 @@ def public_checkpoints() -> list[PublicCheckpoint]:
 
 
 def default_weights_dir() -> Path:
-    """``$QUANTSR_WEIGHTS`` if set, else ``../shared/weights`` relative to the repository."""
-    env = os.environ.get("QUANTSR_WEIGHTS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "shared" / "weights"
+    """The folder holding the public checkpoints: ``$QUANTSR_WEIGHTS``, else ``../shared/weights`` beside the source
+    checkout, else ``~/.cache/quantsr/weights`` (:func:`quantsr.artifacts.locations.locate`); raises
+    :class:`~quantsr.artifacts.locations.LocationNotFoundError` (one line naming QUANTSR_WEIGHTS) when none exists."""
+    return locate("weights")
 
 
 def find_checkpoint(model: str, scale: int, weights_dir: str | Path | None = None) -> Path:
     """Path of the known public checkpoint for ``model`` at ``scale``."""
-    root = Path(weights_dir) if weights_dir else default_weights_dir()
     known = public_checkpoints()
     for ckpt in known:
         if ckpt.model == model and scale in ckpt.scales:
-            path = root / ckpt.file
+            # Resolved only here: an unknown model/scale is reported as such, not as missing weights.
+            path = (Path(weights_dir) if weights_dir else default_weights_dir()) / ckpt.file
             if not path.is_file():
                 raise FileNotFoundError(f"{path} not found; set QUANTSR_WEIGHTS or pass --weights PATH")
             return path
@@ -90,6 +89,13 @@ def load_weights(model: nn.Module, path: str | Path, scale: int,
         descriptor = descriptor_of(model)
         if descriptor is not None and descriptor.convert_checkpoint is not None:
             state = descriptor.convert_checkpoint(state, scale)
+    mismatched = [(k, tuple(v.shape), tuple(own[k].shape)) for own in [model.state_dict()] for k, v in state.items()
+                  if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if mismatched:
+        key, theirs, ours = mismatched[0]
+        raise ValueError(f"{path} does not match {type(model).__name__} x{scale}: {len(mismatched)} tensors of "
+                         f"another shape (first: {key} is {'x'.join(map(str, theirs))} in the file, "
+                         f"{'x'.join(map(str, ours))} in the model); check --model, --scale and --model-kw")
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if k not in _buffer_names(model)]
     if missing or unexpected:

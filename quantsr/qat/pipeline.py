@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from quantsr.artifacts.atomic import write_text_atomic
-from quantsr.checkpoints.format import checkpoint_metadata
+from quantsr.checkpoints.format import checkpoint_metadata, parse_metadata
 from quantsr.data.datasets import BenchmarkSet, PatchDataset, default_data_root
 from quantsr.eval.evaluate import evaluate
 from quantsr.eval.opcount import profile
@@ -22,9 +22,37 @@ from quantsr.qat.sfd import SFDLoss
 from quantsr.qat.student import make_student, param_groups
 from quantsr.quant.quantize import calibrate_
 from quantsr.quant.recipe import QuantRecipe
+from quantsr.train.checkpoint import load_checkpoint, save_atomic
+from quantsr.train.resume import merge_resume_settings
 from quantsr.train.trainer import TrainConfig, Trainer
 
-__all__ = ["quantize_checkpoint"]
+__all__ = ["TRAIN_RESUMABLE", "check_resume", "quantize_checkpoint"]
+
+# The training settings a resumed `quantsr quantize` run may change (how long, how often it reports, where it
+# runs); everything else, and the whole QuantRecipe, must be the run's.
+TRAIN_RESUMABLE = frozenset({"iterations", "val_every", "checkpoint_every", "max_train_minutes", "device"})
+# The flags that set a recipe or training field under another name (the rest: --field-name).
+_FLAGS = {"head_tail_bits": "--rest-int8 (head/tail bits)", "distill": "--no-distill (distillation)"}
+
+
+def check_resume(path: str | Path, recipe: QuantRecipe, train: TrainRecipe, teacher_source: str = "") -> list[str]:
+    """Refuse (ValueError naming the flag) to resume the run in ``path`` (its ``last.pt``) as another recipe,
+    training recipe or teacher; return the lines that tell what the resumed run changes (``TRAIN_RESUMABLE``)."""
+    ckpt = load_checkpoint(path)
+    source = str(path)
+    info = parse_metadata(ckpt.get("metadata") or {}, source)
+    if info.recipe is None:
+        raise ValueError(f"{path} is not a quantize run (it holds no quantization recipe); resume it with "
+                         "`quantsr train`, or choose another --out")
+    merge_resume_settings(info.recipe.to_dict(), recipe.to_dict(), source=source, flags=_FLAGS)
+    settings = ckpt.get("run_settings") or {}
+    saved_teacher = settings.get("teacher")
+    if saved_teacher and teacher_source and Path(saved_teacher).resolve() != Path(teacher_source).resolve():
+        raise ValueError(f"--weights {teacher_source} differs from the run's teacher {saved_teacher} saved in "
+                         f"{source}; drop --weights to keep it, or start a new --out")
+    _, lines = merge_resume_settings(settings.get("train_recipe"), asdict(train), source=source,
+                                     allowed=TRAIN_RESUMABLE, reached=int(ckpt["iteration"]), flags=_FLAGS)
+    return lines
 
 
 def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: QuantRecipe, train: TrainRecipe,
@@ -33,15 +61,21 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
                         eval_sets: tuple[str, ...] = ("Set5", "Set14", "B100")) -> dict:
     """Train a low-bit student of ``recipe``'s architecture from the FP ``teacher`` as ``train`` says, and write
     ``out_dir/last.pt`` (resumable: it also holds the training recipe), ``best.pt``, ``model.pt`` (final weights
-    and the quantization recipe) and ``model_card.json``. Returns the model card."""
+    and the quantization recipe) and ``model_card.json``. Returns the model card. ``resume`` continues
+    ``out_dir/last.pt`` if there is one, which must then have the same recipes (see :func:`check_resume`)."""
     out_dir = Path(out_dir)
     model_kwargs = dict(model_kwargs or {})
+    last = out_dir / "last.pt"
+    if last.exists() and not resume:
+        raise ValueError(f"{last} exists; pass --resume to continue it, or choose another --out")
+    if resume and last.exists():  # checked before anything is built, so a refused resume costs nothing
+        for line in check_resume(last, recipe, train, teacher_source):
+            print(f"resuming {last}: {line}")
     torch.manual_seed(train.seed)
     teacher = teacher.eval()
     student = make_student(teacher, recipe)
 
-    root = default_data_root() / "train"
-    train_dirs = train.train_dirs or [str(root / "T91"), str(root / "BSD200")]
+    train_dirs = train.train_dirs or [str(default_data_root() / "train" / name) for name in ("T91", "BSD200")]
     data = PatchDataset(train_dirs, scale, lr_patch=train.lr_patch, batch_size=train.batch_size, seed=train.seed,
                         show_progress=progress)
     calibrate_(student, data.batch(0)[0])  # LSQ init of the activation steps at the first training batch
@@ -61,11 +95,10 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
                          max_train_seconds=None if train.max_train_minutes is None else 60.0 * train.max_train_minutes)
     trainer = Trainer(student, data, loss, optimizer, scheduler, teacher=teacher if train.distill else None,
                       val_sets=val_sets, config=config, metadata=metadata, callbacks=callbacks,
-                      run_settings={"train_recipe": asdict(train)})
-    if (out_dir / "last.pt").exists() and not resume:
-        raise ValueError(f"{out_dir / 'last.pt'} exists; pass --resume to continue it, or choose another --out")
-    if resume:
-        trainer.resume()
+                      run_settings={"train_recipe": asdict(train),  # absolute: a resume may run from elsewhere
+                                    "teacher": str(Path(teacher_source).resolve()) if teacher_source else ""})
+    if resume and trainer.resume():
+        print(f"resumed from {last} at iteration {trainer.iteration}")
     start = time.process_time()
     history = trainer.fit()
     cpu_seconds = time.process_time() - start
@@ -94,6 +127,6 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
                     "ops_reduction_pct": round(report.ops_reduction_pct, 2),
                     "storage_reduction_pct": round(report.storage_reduction_pct, 2)},
     }
-    torch.save({"model": student.state_dict(), "metadata": metadata}, out_dir / "model.pt")
+    save_atomic({"model": student.state_dict(), "metadata": metadata}, out_dir / "model.pt")
     write_text_atomic(json.dumps(card, indent=1), out_dir / "model_card.json")
     return card

@@ -3,14 +3,44 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from quantsr.artifacts.cards import DEFAULT_MIN_SIDE, ArtifactError, card_min_side, load_card
+from quantsr.artifacts.cards import ArtifactError
+from quantsr.runtime.limits import pte_limits
 
-__all__ = ["PteModule", "quiet_runtime_imports", "register_quantized_kernels"]
+__all__ = ["PteModule", "quiet_native_stderr", "quiet_runtime_imports", "register_quantized_kernels",
+           "set_runtime_threads"]
+
+# `quantsr --verbose` sets this: the runtime's own C++ log lines (cpuinfo probing) are shown instead of dropped.
+VERBOSE_ENV = "QUANTSR_VERBOSE"
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Drop what C++ code writes to file descriptor 2 meanwhile (ExecuTorch's cpuinfo prints five
+    ``[cpuinfo_utils.cpp]`` lines on every start); Python's own errors are raised after it is restored."""
+    if os.environ.get(VERBOSE_ENV):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (embedded interpreters): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 @contextlib.contextmanager
@@ -35,22 +65,35 @@ def register_quantized_kernels() -> None:
         pass
 
 
-class PteModule:
-    """A saved ``.pte`` run through the ExecuTorch Python runtime, called like a module on (1, C, H, W) tensors."""
+def set_runtime_threads(threads: int) -> None:
+    """Size ExecuTorch's CPU thread pool (XNNPACK's kernels run on it; torch.set_num_threads does not reach it)."""
+    with quiet_runtime_imports(), quiet_native_stderr():
+        from executorch.extension.pybindings import portable_lib
 
-    def __init__(self, path: str | Path) -> None:
-        with quiet_runtime_imports():
+        portable_lib._unsafe_reset_threadpool(int(threads))
+
+
+class PteModule:
+    """A saved ``.pte`` run through the ExecuTorch Python runtime, called like a module on (1, C, H, W) tensors.
+
+    ``scale`` (None without a model card), ``min_side`` and ``max_side`` are the input limits its card states."""
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        self.path = Path(path)
+        self.card, self.min_side, self.max_side = pte_limits(self.path)
+        self.scale: int | None = self.card["scale"] if self.card else None
+        with quiet_runtime_imports(), quiet_native_stderr():
             from executorch.runtime import Runtime
 
             register_quantized_kernels()
-        self.path = Path(path)
-        try:  # only its size limits are needed here, and a bare .pte (no card) still runs
-            self.card: dict | None = load_card(self.path, verify=False)
-        except (ArtifactError, OSError):
-            self.card = None
-        self.min_side = card_min_side(self.card) if self.card else DEFAULT_MIN_SIDE  # smaller inputs: pad first
-        program = Runtime.get().load_program(self.path)
-        self.method = program.load_method("forward")
+            if threads:
+                set_runtime_threads(threads)
+            try:
+                program = Runtime.get().load_program(self.path)
+                self.method = program.load_method("forward")
+            except RuntimeError as exc:
+                raise ArtifactError(f"{self.path}: the ExecuTorch runtime cannot load it ({exc}); export it "
+                                    "again with `quantsr export`") from None
         if self.method is None:
             raise ValueError(f"{self.path} has no 'forward' method; is it a quantsr export?")
 

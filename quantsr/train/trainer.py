@@ -74,7 +74,8 @@ class Trainer:
                  optimizer: torch.optim.Optimizer, scheduler: Any = None, *, teacher: nn.Module | None = None,
                  val_sets: Sequence[BenchmarkSet] = (), config: TrainConfig | None = None,
                  metadata: dict[str, Any] | None = None, run_settings: dict[str, Any] | None = None,
-                 callbacks: Sequence[Callable[[Trainer], None]] = ()) -> None:
+                 callbacks: Sequence[Callable[[Trainer], None]] = (),
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.config = config or TrainConfig()
         self.device = torch.device(self.config.device)
         if self.config.bf16 and self.device.type == "cpu" and not cpu_has_fast_bf16():
@@ -90,6 +91,7 @@ class Trainer:
         self.metadata = dict(metadata or {})  # saved in every checkpoint (what the model is)
         self.run_settings = dict(run_settings or {})  # saved in last.pt only (how it is trained: for resuming)
         self.callbacks = list(callbacks)  # called after every iteration (and its checkpoint), with the trainer
+        self.clock = clock  # seconds, for the timings and the time budget; tests pass a fake one
         self.iteration = 0
         self.history = TrainHistory()
 
@@ -177,18 +179,19 @@ class Trainer:
         bar = None
         if cfg.progress:
             from tqdm import tqdm
-            bar = tqdm(total=cfg.iterations, initial=self.iteration, unit="it", desc="training", dynamic_ncols=True)
+            bar = tqdm(total=cfg.iterations, initial=self.iteration, unit="it", desc="training", dynamic_ncols=True,
+                       disable=None)  # None: shown on a terminal only, no carriage returns in a log file
         # Prefetch the next batch on a thread while the current step runs: patch cropping overlaps compute.
         with ThreadPoolExecutor(max_workers=1) as pool:
             future = pool.submit(self.train_data.batch, self.iteration) if self.iteration < cfg.iterations else None
             while self.iteration < cfg.iterations and not self.budget_spent():
-                t0 = time.perf_counter()
+                t0 = self.clock()
                 lr, hr = future.result()
-                t1 = time.perf_counter()
+                t1 = self.clock()
                 if self.iteration + 1 < cfg.iterations:
                     future = pool.submit(self.train_data.batch, self.iteration + 1)
                 loss = self.train_step(lr, hr)
-                t2 = time.perf_counter()
+                t2 = self.clock()
                 if not math.isfinite(loss):
                     raise FloatingPointError(f"loss became {loss} at iteration {self.iteration + 1}; "
                                              "lower the learning rate or disable --bf16")
