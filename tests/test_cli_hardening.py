@@ -353,3 +353,40 @@ def test_library_warnings_are_hidden_unless_verbose():
     assert emit() == ["from quantsr"]
     quiet = QuietLibraries(verbose=True)
     assert emit() == ["from a library", "from quantsr"]
+
+
+def test_output_names_for_links_aliases_and_repeated_collisions(tmp_path):
+    from quantsr.cli.upscale import plan_jobs
+
+    photos, other = tmp_path / "photos", tmp_path / "elsewhere"
+    photos.mkdir()
+    other.mkdir()
+    for name in ("x.png", "x.jpg", "x_png.png"):
+        Image.fromarray(photo()).save(photos / name)
+    jobs, notes = plan_jobs(photos, str(tmp_path / "out"), 4)
+    assert sorted(j.output.name for j in jobs) == ["x_jpg.png", "x_png.png", "x_png_2.png"] and len(notes) == 2
+    (other / "link.png").symlink_to(photos / "x.png")  # a link's own folder decides "beside", not its target's
+    jobs, _ = plan_jobs(other / "link.png", None, 4)
+    assert [j.output for j in jobs] == [other / "link_x4.png"]
+    jobs, _ = plan_jobs(photos / "x.png", str(tmp_path / "o.tiff"), 4, fmt="tiff")  # .tiff is --format tiff
+    assert jobs[0].output.name == "o.tiff"
+    from quantsr.cli.errors import UsageError
+
+    with pytest.raises(UsageError, match="overwrite the input link.png"):
+        plan_jobs(other / "link.png", str(photos / "x.png"), 4)  # the same file through the link
+
+
+def test_input_flag_with_a_positional_output(work, tmp_path):
+    assert main(["upscale", "-i", str(work / "x.png"), str(tmp_path / "y.png"), "-m", str(work / "tiny.pt"),
+                 "--no-progress"]) == 0
+    assert Image.open(tmp_path / "y.png").size == (32, 24)
+
+
+def test_single_channel_and_16_bit_arrays():
+    torch.manual_seed(0)
+    x2 = create_model("edsr", scale=2, **TINY_KW).eval()
+    gray8 = photo()[:, :, 0]
+    expected = np.asarray(cpu_upscale(gray8, model=x2))
+    gray16 = gray8.astype(np.uint16) * 257  # the same picture in 16 bits, also as (H, W, 1)
+    assert np.array_equal(np.asarray(cpu_upscale(gray16, model=x2)), expected)
+    assert np.array_equal(np.asarray(cpu_upscale(gray16[:, :, None], model=x2)), expected)

@@ -39,21 +39,35 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
 
 def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     """Delete the temporary files of earlier writes of ``path`` whose writing process no longer runs (a live
-    writer's file is left alone, so concurrent writers stay safe). Returns what was removed."""
+    writer's file is left alone, so concurrent writers stay safe). Returns what was removed. A folder is listed
+    once per process, so a batch writing thousands of files into one folder does not list it thousands of times."""
     path = Path(path)
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[^.]+\.tmp$")
     removed = []
-    try:
-        entries = list(path.parent.iterdir())
-    except OSError:
-        return removed
-    for entry in entries:
-        match = pattern.match(entry.name)
-        if match and not _process_alive(int(match.group(1))):
+    for entry in _temps_in(path.parent).pop(path.name, []):
+        match = _TEMP_NAME.match(entry.name)
+        if match and not _process_alive(int(match.group(2))):
             with contextlib.suppress(OSError):
                 entry.unlink()
                 removed.append(entry)
     return removed
+
+
+_TEMP_NAME = re.compile(r"^\.(.+)\.(\d+)\.[^.]+\.tmp$")  # .NAME.PID.RANDOM.tmp, as atomic_write names them
+_listed: dict[str, dict[str, list[Path]]] = {}
+
+
+def _temps_in(folder: Path) -> dict[str, list[Path]]:
+    """The temp-file candidates in ``folder`` by target name, listed on first use in this process."""
+    key = str(folder.resolve())
+    if key not in _listed:
+        found: dict[str, list[Path]] = {}
+        with contextlib.suppress(OSError):
+            for entry in folder.iterdir():
+                match = _TEMP_NAME.match(entry.name)
+                if match:
+                    found.setdefault(match.group(1), []).append(entry)
+        _listed[key] = found
+    return _listed[key]
 
 
 def ensure_writable(path: str | os.PathLike, *, folder: bool = False) -> None:
@@ -90,6 +104,8 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
 
 def _process_alive(pid: int) -> bool:
     if pid == os.getpid():
+        return True
+    if os.name == "nt":  # os.kill(pid, 0) would signal the process there: keep every temp file (safe side)
         return True
     try:
         os.kill(pid, 0)

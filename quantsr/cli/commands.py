@@ -151,7 +151,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from quantsr.qat.pipeline import quantize_checkpoint
     from quantsr.quant.recipe import QuantRecipe
     from quantsr.train.checkpoint import load_checkpoint
-    from quantsr.train.resume import merge_resume_settings
+    from quantsr.train.resume import cli_flag, merge_resume_settings
 
     # The flags given (the parser's defaults are None). On a resume the others take the run's saved values, and
     # quantize_checkpoint refuses the given ones that differ from the run's (naming the flag) before it trains.
@@ -172,7 +172,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         if saved_train is not None:
             # A preset must describe the resumed run: the lines it sets are not flags one could drop one by one.
             merge_resume_settings(saved_train, {k: v for k, v in preset.items() if k not in given}, source=str(last),
-                                  flags={k: f"--preset {args.preset} ({k})" for k in preset})
+                                  flags={k: f"--preset {args.preset} (its {cli_flag(k)})" for k in preset})
             given = {**{k: v for k, v in saved_train.items() if k in train_fields}, **given}
             preset = {}
         saved = parse_metadata(ckpt.get("metadata") or {}, str(last))

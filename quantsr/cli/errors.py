@@ -82,6 +82,13 @@ def apply_resource_flags(args: argparse.Namespace) -> None:
 
     if threads:
         torch.set_num_threads(threads)
+        if getattr(args, "command", None) in ("bench", "export"):  # they run .pte files through ExecuTorch
+            from quantsr.runtime.pte import set_runtime_threads
+
+            try:
+                set_runtime_threads(threads)
+            except ImportError:  # no ExecuTorch runtime: those commands say so themselves
+                pass
     if device is None or device == "cpu":
         return
     try:

@@ -16,6 +16,7 @@ from quantsr.cli.errors import UsageError
 __all__ = ["Job", "cmd_upscale", "plan_jobs"]
 
 _EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "bmp": ".bmp", "tiff": ".tif"}
+_MAX_SIDE = {".webp": 16383, ".jpg": 65500, ".jpeg": 65500}  # libwebp's and libjpeg's largest side
 _MEMORY_FACTOR = 1.3  # the output image, plus the encoder's buffers (measured: benchmarks/upscale_memory.py)
 
 
@@ -30,8 +31,8 @@ def plan_jobs(source: Path, output: str | None, scale: int, *, suffix: str | Non
     """Input and output of every file to upscale, and notes on renamed outputs; a :class:`UsageError` for an
     output that would overwrite an input. Names: ``IN{suffix}.png``, where the suffix is ``_x{scale}`` when the
     output lies beside the inputs and empty in another folder; outputs that would share a name (``x.png`` and
-    ``x.jpg``) are told apart by the input's extension (``x_png.png``, ``x_jpg.png``)."""
-    from quantsr.data.image_io import list_images
+    ``x.jpg``) are told apart by the input's extension (``x_png.png``, ``x_jpg.png``), then by a counter."""
+    from quantsr.data.image_io import WRITABLE_FORMATS, list_images
 
     ext = _EXTENSIONS[fmt] if fmt else None
     if source.is_dir():
@@ -47,51 +48,78 @@ def plan_jobs(source: Path, output: str | None, scale: int, *, suffix: str | Non
         target = Path(output) if output else None
         if target is None or target.is_dir():
             folder = target if target is not None else source.parent
-            beside = folder.resolve() == source.resolve().parent
+            beside = folder.resolve() == source.parent.resolve()  # a symlinked input's own folder, not its target's
         else:
-            if ext and target.suffix and target.suffix.lower() not in (ext, ".jpeg" if ext == ".jpg" else ext):
+            named = WRITABLE_FORMATS.get(target.suffix.lower())
+            if ext and target.suffix and named != WRITABLE_FORMATS[ext]:
                 raise UsageError(f"--format {fmt} but the output is {target.name}; drop one of them")
             if not target.suffix:
                 target = target.with_name(target.name + (ext or ".png"))
-            _refuse_overwrite({target: source}, {source})
+            _refuse_overwrite([target], files)
             return [Job(source, target)], []
     tail = (suffix if suffix is not None else (f"_x{scale}" if beside else "")) + (ext or ".png")
-    outputs: dict[Path, list[Path]] = {}
+    base = folder.resolve()
+    groups: dict[str, list[Path]] = {}
     for f in files:
-        outputs.setdefault(_key(folder / f"{f.stem}{tail}"), []).append(f)
-    jobs, notes = [], []
-    for group in outputs.values():
+        groups.setdefault(_fold(f"{f.stem}{tail}"), []).append(f)
+    names, notes = {}, []
+    for group in groups.values():
         for f in group:
-            name = f"{f.stem}{tail}" if len(group) == 1 else f"{f.stem}_{f.suffix.lstrip('.').lower()}{tail}"
-            jobs.append(Job(f, folder / name))
+            names[f] = f"{f.stem}{tail}" if len(group) == 1 else f"{f.stem}_{f.suffix.lstrip('.').lower()}{tail}"
         if len(group) > 1:
             notes.append(f"{' and '.join(f.name for f in group)} would share one output name: writing "
-                         f"{', '.join(j.output.name for j in jobs[-len(group):])}")
-    clash = [j.output.name for j in jobs if sum(_key(k.output) == _key(j.output) for k in jobs) > 1]
-    if clash:
-        raise UsageError(f"outputs {', '.join(sorted(set(clash)))} would be written twice; choose a --suffix")
-    _refuse_overwrite({j.output: j.source for j in jobs}, set(files))
+                         f"{', '.join(names[f] for f in group)}")
+    taken: set[str] = set()
+    for f in files:  # what the extension could not tell apart (IMG.png / img.png where case does not count)
+        name, n = names[f], 1
+        while _fold(name) in taken:
+            n += 1
+            name = f"{Path(names[f]).stem}_{n}{Path(names[f]).suffix}"
+        if name != names[f]:
+            notes.append(f"{f.name}: writing {name} ({names[f]} is taken)")
+        names[f] = name
+        taken.add(_fold(name))
+    jobs = [Job(f, folder / names[f]) for f in files]
+    _refuse_overwrite([base / names[f] for f in files], files)
     return sorted(jobs, key=lambda j: j.source.name), notes
 
 
-def _key(path: Path) -> str:
-    # Case-insensitive file systems (macOS, Windows) treat X.png and x.png as one file.
-    return str(path.resolve()).lower()
+# Where the file system ignores case (macOS and Windows by default), X.png and x.png are one file.
+_CASE_BLIND = sys.platform in ("darwin", "win32")
 
 
-def _refuse_overwrite(outputs: dict[Path, Path], inputs: set[Path]) -> None:
-    keys = {_key(i): i for i in inputs}
-    hit = sorted(keys[_key(out)].name for out in outputs if _key(out) in keys)
-    hit += sorted(o.name for o in outputs if o.exists() and any(o.samefile(i) for i in inputs if i.exists())
-                  and o.name not in hit)
+def _fold(name: str) -> str:
+    return name.lower() if _CASE_BLIND else name
+
+
+def _refuse_overwrite(outputs: list[Path], inputs: list[Path]) -> None:
+    """No output may be an input: the same path, or (links, case, ..) the same file on disk. Linear in the
+    number of files (a folder of thousands of photos is checked in a blink)."""
+    by_path = {_fold(str(i.resolve())): i for i in inputs}
+    by_inode = {}
+    for i in inputs:
+        try:
+            st = i.stat()
+        except OSError:
+            continue
+        by_inode[(st.st_dev, st.st_ino)] = i
+    hit = set()
+    for out in outputs:
+        same = by_path.get(_fold(str(out.resolve())))
+        if same is None and out.exists():
+            st = out.stat()
+            same = by_inode.get((st.st_dev, st.st_ino))
+        if same is not None:
+            hit.add(same.name)
     if hit:
-        raise UsageError(f"the output would overwrite the input {', '.join(hit)}; give another output name or "
-                         "folder, or a --suffix")
+        raise UsageError(f"the output would overwrite the input {', '.join(sorted(hit))}; give another output name "
+                         "or folder, or a --suffix")
 
 
 def _check_outputs(jobs: list[Job], compare: bool) -> None:
     """Formats quantsr can write, folders that can be written, no output that is a folder."""
     from quantsr.artifacts.atomic import ensure_writable
+    from quantsr.artifacts.cards import ArtifactError
     from quantsr.data.image_io import ImageError, output_format
 
     for job in jobs:
@@ -100,10 +128,9 @@ def _check_outputs(jobs: list[Job], compare: bool) -> None:
         except ImageError as exc:
             raise UsageError(str(exc)) from None
         if job.output.is_dir():
-            raise UsageError(f"{job.output} is a folder; give an output file name")
-    inputs = {j.source for j in jobs}
+            raise ArtifactError(f"{job.output} is a folder; give an output file name")
     if compare:
-        _refuse_overwrite({_compare_path(j.output): j.source for j in jobs}, inputs)
+        _refuse_overwrite([_compare_path(j.output) for j in jobs], [j.source for j in jobs])
     for folder in sorted({j.output.parent for j in jobs}):
         ensure_writable(folder, folder=True)
 
@@ -149,7 +176,9 @@ def _model_label(model: str | None, bits: int) -> str:
 def cmd_upscale(args: argparse.Namespace) -> int:
     source = args.input_opt or args.input
     output = args.output_opt or args.output
-    if args.input_opt and args.input or args.output_opt and args.output:
+    if args.input_opt and args.input and not args.output and not args.output_opt:
+        source, output = args.input_opt, args.input  # `-i IN OUT`: the one positional is the output
+    elif args.input_opt and args.input or args.output_opt and args.output:
         raise UsageError("give the input (or output) once: as a positional or with -i/-o, not both")
     if source is None:
         raise UsageError("name an image or a folder to upscale, e.g. quantsr upscale photo.jpg")
@@ -193,6 +222,11 @@ def cmd_upscale(args: argparse.Namespace) -> int:
                 raise ImageError(f"{job.source}: the {width * scale}x{height * scale} output needs about "
                                  f"{needed / 2**30:.1f} GiB of memory, {available / 2**30:.1f} GiB is free; "
                                  "split the image or free memory")
+            limit = _MAX_SIDE.get(job.output.suffix.lower())
+            if limit and max(width, height) * scale > limit:
+                raise ImageError(f"{job.source}: the {width * scale}x{height * scale} output is larger than "
+                                 f"{job.output.suffix} allows ({limit} px a side); write .png or .tif instead "
+                                 "(--format png)")
             image = open_image(job.source, max_pixels)
             bar = tqdm(total=count_tiles(image.size, tile, args.overlap), unit="tile", desc=job.source.name,
                        disable=True if args.no_progress else None, leave=False)
@@ -204,7 +238,14 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             print(f"quantsr: skipped {exc}", file=sys.stderr)
             skipped.append(job.source)
             continue
-        _save(result, job.output, args.quality)
+        try:
+            _save(result, job.output, args.quality)
+        except OSError as exc:  # a full disk, a format's own limit: this file is lost, the batch is not
+            if not many:
+                raise
+            print(f"quantsr: skipped {job.source}: cannot write {job.output} ({exc})", file=sys.stderr)
+            skipped.append(job.source)
+            continue
         done += 1
         print(f"{job.source} -> {job.output} ({result.width}x{result.height}, {time.perf_counter() - start:.2f} s)")
         if args.compare:
@@ -222,7 +263,10 @@ def _resolve_model_limits(args: argparse.Namespace) -> tuple[int | None, int]:
     from quantsr.artifacts.embedded import default_model_path
     from quantsr.runtime.limits import fit_tile, pte_limits
 
-    path = default_model_path(args.scale or 4, args.bits) if args.model is None else Path(args.model)
+    try:
+        path = default_model_path(args.scale or 4, args.bits) if args.model is None else Path(args.model)
+    except ValueError as exc:  # no embedded model for this --scale/--bits
+        raise UsageError(str(exc)) from None
     if path.suffix != ".pte":
         try:
             return args.scale, fit_tile(args.tile, args.overlap, None)

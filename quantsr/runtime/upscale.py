@@ -105,12 +105,12 @@ def _open(image: ImageInput) -> Image.Image:
                              "array.transpose(1, 2, 0)")
         if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
             raise ImageError(f"numpy images must be (H, W), (H, W, 1|3|4) or (1, H, W, C), got shape {array.shape}")
-        if array.dtype == np.uint16:
-            return Image.fromarray(array) if array.ndim == 2 else Image.fromarray((array >> 8).astype(np.uint8))
-        if array.dtype != np.uint8:
-            raise ImageError(f"numpy images must be uint8 or uint16, got {array.dtype}")
         if array.ndim == 3 and array.shape[2] == 1:
             array = array[:, :, 0]
+        if array.dtype == np.uint16:  # to 8 bits as 16-bit files are read (quantsr.data.image_io)
+            array = np.floor(array * (255.0 / 65535.0) + 0.5).astype(np.uint8)
+        if array.dtype != np.uint8:
+            raise ImageError(f"numpy images must be uint8 or uint16, got {array.dtype}")
         return Image.fromarray(np.ascontiguousarray(array))
     if isinstance(image, (str, os.PathLike)):
         return open_image(image)
