@@ -43,6 +43,9 @@ def test_cpu_upscale_loads_no_training_export_or_bench_code(tmp_path):
                            f"assert cpu_upscale({str(tmp_path / 'tiny.png')!r}).size == (48, 40)")
     offenders = [m for m in loaded["quantsr"] if m.startswith(TRAINING_AND_TOOLS)]
     assert "quantsr.runtime.pte" in loaded["quantsr"] and not offenders, offenders
+    # The C++ bindings only: not executorch.runtime / portable_lib, which import the exporter (executorch.exir).
+    assert "executorch.extension.pybindings._C" in loaded["heavy"]
+    assert not [m for m in loaded["heavy"] if m.startswith(("executorch.exir", "executorch.runtime"))]
 
 
 def test_import_quantsr_and_the_cli_parser_need_no_torch():

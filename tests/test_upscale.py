@@ -97,3 +97,16 @@ def test_upscale_cli_file_folder_and_compare(tiny, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p0.png", "p1.png"]
     assert main(["upscale", str(folder / "broken.png"), *model]) == 1  # a failure, not a usage error
     assert main(["upscale", str(folder / "p0.png"), str(tmp_path / "x.xyz"), *model]) == 2
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_a_streamed_png_equals_the_in_memory_image(tiny, tmp_path, mode):
+    """Several bands of tiles (tile 8 on a 37x45 image), written row band by row band."""
+    from quantsr.runtime.output import upscale_to_file
+
+    img = Image.fromarray(photo(37, 45)).convert(mode)
+    expected = cpu_upscale(img, scale=2, model=tiny, tile=8, overlap=4)
+    size, kept = upscale_to_file(img, tmp_path / "s.png", 2, tiny, tile=8, overlap=4)
+    with Image.open(tmp_path / "s.png") as streamed:
+        assert kept is None and size == (90, 74) and streamed.mode == mode
+        assert np.array_equal(np.asarray(streamed), np.asarray(expected))

@@ -139,28 +139,6 @@ def _compare_path(output: Path) -> Path:
     return output.with_name(output.stem + "_compare.png")
 
 
-def _save(image, path: Path, quality: int) -> None:
-    """Write atomically, in a mode the format stores, with the input's ICC profile and EXIF where it keeps them."""
-    from quantsr.artifacts.atomic import atomic_write
-    from quantsr.data.image_io import output_format
-
-    fmt = output_format(path)
-    convert = {"JPEG": {"RGBA": "RGB", "LA": "L"}, "BMP": {"LA": "RGBA"}, "WEBP": {"LA": "RGBA", "L": "RGB"}}
-    mode = convert.get(fmt, {}).get(image.mode)
-    info = image.info
-    if mode:
-        image = image.convert(mode)
-    options: dict = {}
-    if fmt in ("JPEG", "WEBP"):
-        options["quality"] = quality
-    if fmt in ("PNG", "JPEG", "WEBP", "TIFF") and info.get("icc_profile"):
-        options["icc_profile"] = info["icc_profile"]
-    if fmt in ("PNG", "JPEG", "WEBP") and info.get("exif"):
-        options["exif"] = info["exif"]
-    with atomic_write(path, "wb") as fh:
-        image.save(fh, format=fmt, **options)
-
-
 def _available_memory() -> int | None:
     try:
         import psutil
@@ -202,7 +180,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
     from quantsr.data.image_io import ImageError, open_image, probe_image
     from quantsr.runtime.compare import compare_image
-    from quantsr.runtime.upscale import count_tiles, cpu_upscale, load_runner
+    from quantsr.runtime.output import save_image, upscale_to_file
+    from quantsr.runtime.upscale import count_tiles, load_runner
 
     if runner is None:
         runner = load_runner(args.model, scale, args.bits, threads=args.threads)
@@ -216,7 +195,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             if frames > 1:
                 print(f"quantsr: note: {job.source.name} has {frames} frames; only the first is upscaled",
                       file=sys.stderr)
-            needed = width * height * scale * scale * 4 * _MEMORY_FACTOR
+            streamed = job.output.suffix.lower() == ".png" and not args.compare  # alpha aside: a band at a time
+            needed = (0 if streamed else width * height * scale * scale * 4 * _MEMORY_FACTOR)
             available = _available_memory()
             if available is not None and needed > available:
                 raise ImageError(f"{job.source}: the {width * scale}x{height * scale} output needs about "
@@ -231,15 +211,14 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             bar = tqdm(total=count_tiles(image.size, tile, args.overlap), unit="tile", desc=job.source.name,
                        disable=True if args.no_progress else None, leave=False)
             with bar:
-                result = cpu_upscale(image, scale, runner, tile=tile, overlap=args.overlap, progress=bar.update)
+                size, result = upscale_to_file(image, job.output, scale, runner, tile=tile, overlap=args.overlap,
+                                               progress=bar.update, quality=args.quality, keep=args.compare)
         except ImageError as exc:
             if not many:
                 raise
             print(f"quantsr: skipped {exc}", file=sys.stderr)
             skipped.append(job.source)
             continue
-        try:
-            _save(result, job.output, args.quality)
         except OSError as exc:  # a full disk, a format's own limit: this file is lost, the batch is not
             if not many:
                 raise
@@ -247,10 +226,10 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             skipped.append(job.source)
             continue
         done += 1
-        print(f"{job.source} -> {job.output} ({result.width}x{result.height}, {time.perf_counter() - start:.2f} s)")
+        print(f"{job.source} -> {job.output} ({size[0]}x{size[1]}, {time.perf_counter() - start:.2f} s)")
         if args.compare:
             path = _compare_path(job.output)
-            _save(compare_image(image, result, label=_model_label(args.model, args.bits)), path, args.quality)
+            save_image(compare_image(image, result, label=_model_label(args.model, args.bits)), path, args.quality)
             print(f"comparison (bicubic | quantsr) -> {path}")
     if many:
         print(f"{done} upscaled, {len(skipped)} skipped" + (" (see the messages above)" if skipped else ""))

@@ -59,22 +59,35 @@ def quiet_runtime_imports() -> Iterator[None]:
 
 
 def register_quantized_kernels() -> None:
+    """Load the quantized operator library (q/dq out-variants for ops left outside the delegate) into torch."""
     try:
         import executorch.kernels.quantized  # noqa: F401
     except ImportError:  # pragma: no cover - present in the pinned wheel
         pass
 
 
+def runtime_bindings():
+    """The ExecuTorch C++ runtime bindings (``executorch.extension.pybindings._C``), XNNPACK delegate included.
+
+    Imported directly: ``executorch.runtime`` and ``portable_lib`` first import ``executorch.exir``, the whole
+    exporter and compiler stack (about 12 s and 150 MB more here), which running a program never uses."""
+    with quiet_runtime_imports(), quiet_native_stderr():
+        import torch  # noqa: F401  (the extension links libtorch, which `import torch` loads)
+        from executorch.extension.pybindings import _C
+
+        register_quantized_kernels()
+    return _C
+
+
 def set_runtime_threads(threads: int) -> None:
     """Size ExecuTorch's CPU thread pool (XNNPACK's kernels run on it; torch.set_num_threads does not reach it)."""
-    with quiet_runtime_imports(), quiet_native_stderr():
-        from executorch.extension.pybindings import portable_lib
-
-        portable_lib._unsafe_reset_threadpool(int(threads))
+    bindings = runtime_bindings()
+    with quiet_native_stderr():
+        bindings._unsafe_reset_threadpool(int(threads))
 
 
 class PteModule:
-    """A saved ``.pte`` run through the ExecuTorch Python runtime, called like a module on (1, C, H, W) tensors.
+    """A saved ``.pte`` run through the ExecuTorch C++ runtime, called like a module on (1, C, H, W) tensors.
 
     ``scale`` (None without a model card), ``min_side`` and ``max_side`` are the input limits its card states."""
 
@@ -82,20 +95,23 @@ class PteModule:
         self.path = Path(path)
         self.card, self.min_side, self.max_side = pte_limits(self.path)
         self.scale: int | None = self.card["scale"] if self.card else None
-        with quiet_runtime_imports(), quiet_native_stderr():
-            from executorch.runtime import Runtime
-
-            register_quantized_kernels()
-            if threads:
-                set_runtime_threads(threads)
+        bindings = runtime_bindings()
+        if threads:
+            set_runtime_threads(threads)
+        with quiet_native_stderr():
             try:
-                program = Runtime.get().load_program(self.path)
-                self.method = program.load_method("forward")
+                self.module = bindings._load_for_executorch(str(self.path))
             except RuntimeError as exc:
                 raise ArtifactError(f"{self.path}: the ExecuTorch runtime cannot load it ({exc}); export it "
                                     "again with `quantsr export`") from None
-        if self.method is None:
+        if "forward" not in self.module.method_names():
             raise ValueError(f"{self.path} has no 'forward' method; is it a quantsr export?")
 
+        self._started = False
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.method.execute([x.contiguous().float()])[0]
+        if not self._started:  # the first run starts the thread pool, whose cpuinfo probe logs to stderr
+            self._started = True
+            with quiet_native_stderr():
+                return self.module.forward([x.contiguous().float()])[0]
+        return self.module.forward([x.contiguous().float()])[0]

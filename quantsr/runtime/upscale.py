@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -141,14 +141,18 @@ def min_side_of(runner: Callable[[torch.Tensor], torch.Tensor]) -> int:
 
 
 @torch.no_grad()
-def _run_tiled(runner: Callable[[torch.Tensor], torch.Tensor], rgb: np.ndarray, scale: int, tile: int,
-               overlap: int, progress: Callable[[int], None] | None,
-               min_side: int = DEFAULT_MIN_SIDE) -> Image.Image:
+def tile_bands(runner: Runner, rgb: np.ndarray, scale: int, tile: int, overlap: int,
+               progress: Callable[[int], None] | None = None,
+               min_side: int = DEFAULT_MIN_SIDE) -> Iterator[tuple[int, np.ndarray]]:
+    """The upscaled image of uint8 ``rgb`` as (first output row, uint8 band) pairs, top to bottom, one band per
+    row of tiles: the whole output never needs to be in memory at once."""
     h, w, _ = rgb.shape
-    # Tiles are pasted straight into the PIL image that is returned: a uint8 numpy buffer first would hold the
-    # whole output twice (numpy + PIL's 4-byte RGB copy), 1.3 GB at 4000x3000 x4 instead of 0.77 GB.
-    out = Image.new("RGB", (w * scale, h * scale))
+    band, band_y = None, -1
     for t in plan_tiles(h, w, tile, overlap):
+        if t.y0 != band_y:
+            if band is not None:
+                yield band_y * scale, band
+            band, band_y = np.empty(((t.y1 - t.y0) * scale, w * scale, 3), np.uint8), t.y0
         patch = torch.from_numpy(np.ascontiguousarray(rgb[t.py0 : t.py1, t.px0 : t.px1].transpose(2, 0, 1)))
         patch = patch.float().div_(255.0).unsqueeze(0)
         ph, pw = patch.shape[2:]
@@ -161,10 +165,21 @@ def _run_tiled(runner: Callable[[torch.Tensor], torch.Tensor], rgb: np.ndarray, 
             raise ValueError(f"the model upscales x{found:g}, not x{scale}: use --scale {found:g}")
         oy, ox = (t.y0 - t.py0) * scale, (t.x0 - t.px0) * scale
         core = sr[:, oy : oy + (t.y1 - t.y0) * scale, ox : ox + (t.x1 - t.x0) * scale]
-        pixels = core.clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).contiguous().numpy()
-        out.paste(Image.fromarray(pixels), (t.x0 * scale, t.y0 * scale))
+        band[:, t.x0 * scale : t.x1 * scale] = core.clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).numpy()
         if progress:
             progress(1)
+    if band is not None:
+        yield band_y * scale, band
+
+
+def _run_tiled(runner: Runner, rgb: np.ndarray, scale: int, tile: int, overlap: int,
+               progress: Callable[[int], None] | None, min_side: int = DEFAULT_MIN_SIDE) -> Image.Image:
+    h, w, _ = rgb.shape
+    # Bands are pasted straight into the PIL image that is returned: a uint8 numpy buffer first would hold the
+    # whole output twice (numpy + PIL's 4-byte RGB copy), 1.3 GB at 4000x3000 x4 instead of 0.77 GB.
+    out = Image.new("RGB", (w * scale, h * scale))
+    for y, band in tile_bands(runner, rgb, scale, tile, overlap, progress, min_side):
+        out.paste(Image.fromarray(band), (0, y))
     return out
 
 
