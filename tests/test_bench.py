@@ -56,3 +56,15 @@ def test_table_reports_speedup_over_the_first_variant_per_input():
     assert lines[2].startswith("| eager fp32 | 64x64 | 80.0 | 1.00x |")
     assert lines[4].startswith("| pte | 64x64 | 40.0 | 2.00x |")
     assert lines[5].startswith("| pte | 256x256 | 1250.0 | 0.80x |")
+
+
+def test_an_fp_checkpoint_gets_the_fp_and_ptq_variants_only(tmp_path):
+    torch.manual_seed(1)
+    fp = create_model("imdn", scale=2, num_feat=32, num_blocks=1).eval()
+    save_atomic({"model": fp.state_dict(), "metadata": {"model": "imdn", "scale": 2,
+                                                        "model_kwargs": {"num_feat": 32, "num_blocks": 1}}},
+                tmp_path / "fp.pt")
+    variants, scale = deploy_variants(tmp_path / "fp.pt", tmp_path / "out", with_set5=False, calibration_side=16)
+    names = [v.name for v in variants]
+    assert scale == 2 and names[:3] == ["eager fp32", "pte fp32", "pte int8 PTQ"]
+    assert not [n for n in names if "QAT" in n]

@@ -115,19 +115,20 @@ def deploy_variants(checkpoint: str | Path, out_dir: str | Path, *, teacher: nn.
                     with_set5: bool = True, calibration_side: int = 64, reuse: bool = False,
                     progress: Callable[[str], None] = lambda s: None) -> tuple[list[Variant], int]:
     """Build (export, load, score) the variants of one QAT checkpoint and its FP teacher (default: the public
-    weights of the same architecture). Returns them and the scale. ``reuse``: keep the files and Set5 scores an
-    earlier run left in ``out_dir`` (exports take minutes; time them again on a quiet machine without redoing
-    them); scores are reused only for files whose sha256 is unchanged."""
+    weights of the same architecture), or of an FP checkpoint alone (public weights too: eager, fp32 and int8 PTQ
+    .pte, ONNX Runtime). Returns them and the scale. ``reuse``: keep the files and Set5 scores an earlier run left
+    in ``out_dir`` (exports take minutes; time them again on a quiet machine without redoing them); scores are
+    reused only for files whose sha256 is unchanged."""
     from quantsr.checkpoints.load import load_model, load_model_and_info
     from quantsr.export.pipeline import calibration_inputs
     from quantsr.export.pte import export_pte
     from quantsr.runtime.pte import PteModule
 
     student, info = load_model_and_info(checkpoint)
-    if info.recipe is None:
-        raise ValueError(f"{checkpoint} is not a QAT checkpoint from `quantsr quantize`")
     scale = info.scale
-    if teacher is None:
+    if info.recipe is None:  # an FP model: it is its own teacher, and there is no QAT variant
+        teacher = student
+    elif teacher is None:
         teacher = load_model(model=info.model, scale=scale, model_kwargs=info.model_kwargs)
     out_dir = Path(out_dir)
     calib = calibration_inputs(scale, calibration_side)
@@ -139,6 +140,8 @@ def deploy_variants(checkpoint: str | Path, out_dir: str | Path, *, teacher: nn.
              ("pte QAT (dynamic)", student, {"quant": "learned", "activations": "dynamic"}),
              ("pte QAT (static)", student, {"quant": "learned", "activations": "static", "calibration": calib,
                                             "min_psnr": 20.0})]
+    if info.recipe is None:
+        specs = specs[:2]
     for name, model, kwargs in specs:
         path = out_dir / (name.replace(" ", "_").replace("(", "").replace(")", "") + ".pte")
         if reuse and path.exists():

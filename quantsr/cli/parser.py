@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_upscale)
 
     p = sub.add_parser("bench", help="time eager / .pte fp32 / int8 / QAT (/ onnxruntime) variants, interleaved")
-    p.add_argument("checkpoint", help="a QAT checkpoint from `quantsr quantize`")
+    p.add_argument("checkpoint", help="a QAT checkpoint from `quantsr quantize`, or an FP one (public weights too)")
     p.add_argument("--out", default="runs/bench", help="where the exported variants go")
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 256], help="input sides (default 64 256)")
     p.add_argument("--rounds", type=int, default=5)

@@ -21,13 +21,18 @@ import torch
 from torch import nn
 
 from quantsr.artifacts.atomic import atomic_write
-from quantsr.artifacts.cards import DEFAULT_MIN_SIDE, card_path
+from quantsr.artifacts.cards import DEFAULT_MIN_SIDE, ArtifactError, card_path
 from quantsr.runtime.pte import PteModule, register_quantized_kernels
 from quantsr.runtime.upscale import min_side_of
 
 __all__ = ["PteExport", "export_pte", "lower_to_pte", "output_psnr"]
 
 QUANT_KINDS = ("learned", "int8", "fp32")
+
+
+class ExportMismatchError(ArtifactError, RuntimeError):
+    """The saved program does not compute what the eager model does (it is removed); a failure to report, with
+    the agreement measured, not a crash."""
 
 
 @dataclass
@@ -155,7 +160,7 @@ def export_pte(model: nn.Module, path: str | Path, *, quant: str = "learned", re
     got = PteModule(path)(check)
     if got.shape != expected.shape:
         path.unlink(missing_ok=True)
-        raise RuntimeError(f"the exported .pte returns shape {tuple(got.shape)}, eager {tuple(expected.shape)}")
+        raise ExportMismatchError(f"the exported .pte returns shape {tuple(got.shape)}, eager {tuple(expected.shape)}")
     diff = float((got - expected).abs().max())
     agreement = output_psnr(got, expected)
     result = PteExport(path, quant, path.stat().st_size, delegated, non_delegated, list(check.shape[1:]), dynamic,
@@ -163,8 +168,8 @@ def export_pte(model: nn.Module, path: str | Path, *, quant: str = "learned", re
     failed = not diff <= atol if quant == "fp32" else not agreement >= min_psnr
     if failed:
         path.unlink(missing_ok=True)
-        raise RuntimeError(f"the exported .pte disagrees with the eager model (max |diff| {diff:.3g}, "
-                           f"{agreement:.1f} dB); removed ({time.perf_counter() - start:.0f} s)")
+        raise ExportMismatchError(f"the exported .pte disagrees with the eager model (max |diff| {diff:.3g}, "
+                                  f"{agreement:.1f} dB); removed ({time.perf_counter() - start:.0f} s)")
     return result
 
 

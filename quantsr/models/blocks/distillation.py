@@ -11,8 +11,9 @@ import torch.nn.functional as F
 
 # The distillation-family papers all use LeakyReLU with this slope inside their blocks.
 LRELU_SLOPE = 0.05
-# ESA's unpadded stride-2 conv followed by a 7x7 max-pool needs inputs of at least this side.
-ESA_MIN_SIDE = 15
+# ESA's unpadded stride-2 conv followed by a 7x7 max-pool runs from a 15-px side, but from 15 to 20 px its pooled
+# map is 1x1, where torch.export specializes the graph: a dynamic-shape export (and so tiling) starts at 21.
+ESA_MIN_SIDE = 21
 
 
 def conv_layer(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
