@@ -84,7 +84,7 @@ def test_quantize_resume_refuses_other_bits_or_training_flags_and_extends_with_i
                          (["--rest-int8"], "--rest-int8 (head/tail bits) 8 differs from the run's 32"),
                          (["--lr", "0.001"], "--lr 0.001 differs from the run's 0.0002"),
                          (["--seed", "3"], "--seed 3 differs from the run's 1"),
-                         (["--preset", "cpu-2h"], "--preset cpu-2h (iterations) 2000 differs from the run's 2"),
+                         (["--preset", "cpu-2h"], "--preset cpu-2h (its --iterations) 2000 differs from the run's 2"),
                          (["--iterations", "1"], "--iterations 1 is not above iteration 2"),
                          (["--weights", str(other)], f"--weights {other} differs from the run's teacher {fp}")):
         assert main(["quantize", "--out", str(out), "--resume", "--no-progress", *extra]) != 0, extra
