@@ -6,7 +6,7 @@ import torch
 from quantsr.artifacts.atomic import atomic_write
 from quantsr.export.pt2e_quantizer import int8_quantizer
 from quantsr.export.pte import lower_to_pte
-from quantsr.quant.int8_sim import conv2d_requantized, dequantize, quantize
+from quantsr.quant.int8_sim import add_requantized, conv2d_requantized, dequantize, quantize
 from quantsr.runtime.pte import PteModule
 
 
@@ -46,3 +46,51 @@ def test_a_static_int8_conv_is_emulated_code_for_code(tmp_path, channels, kernel
         got = quantize(device(x), sy, zy)
         assert torch.equal(codes, got), float((codes != got).float().mean())
         assert torch.allclose(dequantize(codes, sy, zy), device(x), atol=1e-6)
+
+
+class TwoConvsAdded(torch.nn.Module):
+    def __init__(self, channels: int = 8) -> None:
+        super().__init__()
+        self.a = torch.nn.Conv2d(channels, channels, 3, padding=1)
+        self.b = torch.nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a(x) + self.b(x)
+
+
+def test_a_static_int8_add_is_emulated_code_for_code(tmp_path):
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    torch.manual_seed(0)
+    model = TwoConvsAdded().eval()
+    example = torch.randn(1, 8, 12, 12)
+    calibration = [torch.randn(1, 8, 12, 12) for _ in range(4)]
+    program, _ = lower_to_pte(model, example, quant="int8", quantizer=int8_quantizer(), calibration=calibration)
+    with atomic_write(tmp_path / "add.pte", "wb") as fh:
+        fh.write(program.buffer)
+    device = PteModule(tmp_path / "add.pte")
+    prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), int8_quantizer())
+    with torch.no_grad():
+        for x in [example, *calibration]:
+            prepared(x)
+    converted = convert_pt2e(prepared)
+    qd = torch.ops.quantized_decomposed
+    quant = {}  # producer node name -> (scale, zero point) of its quantize
+    weights = []
+    for node in converted.graph.nodes:
+        if node.op == "call_function" and node.target == qd.quantize_per_tensor.default:
+            quant[node.args[0].name] = (float(node.args[1]), int(node.args[2]))
+        if node.op == "call_function" and node.target == qd.dequantize_per_channel.default:
+            weights.append((getattr(converted, node.args[0].target), getattr(converted, node.args[1].target)))
+    convs = [n for n in converted.graph.nodes if n.op == "call_function" and "conv2d" in str(n.target)]
+    adds = [n for n in converted.graph.nodes if n.op == "call_function" and "add" in str(n.target)]
+    (sx, zx) = quant["x"]
+    (sa, za), (sb, zb), (sy, zy) = quant[convs[0].name], quant[convs[1].name], quant[adds[0].name]
+    for seed in range(3):
+        x = torch.randn(1, 8, 12, 12, generator=torch.Generator().manual_seed(seed))
+        xq = quantize(x, sx, zx)
+        a = conv2d_requantized(xq, sx, zx, *weights[0], model.a.bias.detach(), sa, za, padding=1)
+        b = conv2d_requantized(xq, sx, zx, *weights[1], model.b.bias.detach(), sb, zb)
+        codes = add_requantized(a, sa, za, b, sb, zb, sy, zy)
+        got = quantize(device(x), sy, zy)
+        assert torch.equal(codes, got), float((codes != got).float().mean())

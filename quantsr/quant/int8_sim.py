@@ -6,10 +6,12 @@ where a straight-through estimator wraps them. Each function is checked against 
 ExecuTorch runtime (``tests/test_int8_sim.py``)."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["conv2d_requantized", "dequantize", "quantize"]
+__all__ = ["add_requantized", "conv2d_requantized", "dequantize", "quantize"]
 
 QMIN, QMAX = -128, 127
 
@@ -45,3 +47,25 @@ def conv2d_requantized(x_codes: torch.Tensor, x_scale: float, x_zero: int, weigh
         acc = acc + bias_codes.double().view(1, -1, 1, 1)
     multiplier = ((sx * sw).to(f32) / sy).to(f32)
     return torch.clamp(torch.round(acc.to(f32) * multiplier.view(1, -1, 1, 1)) + y_zero, y_min, y_max)
+
+
+def add_requantized(a_codes: torch.Tensor, a_scale: float, a_zero: int, b_codes: torch.Tensor, b_scale: float,
+                    b_zero: int, y_scale: float, y_zero: int) -> torch.Tensor:
+    """Output codes of XNNPACK's qs8 add, which is fixed point, not float:
+
+    - ratios ``r = fl32(s_in / s_y)``, each in [2^-10, 2^8); ``shift = 20 - floor(log2(max |r|))``;
+    - 21-bit multipliers ``M = round_half_even(r * 2^shift)``;
+    - ``floor((M_a (a - z_a) + M_b (b - z_b) + 2^(shift-1)) / 2^shift) + z_y``: an arithmetic shift, so ties
+      round towards +inf (not to even, as everything else does), then clamped to int8.
+    """
+    f32 = torch.float32
+    sy = torch.tensor(y_scale, dtype=f32)
+    ra = float(torch.tensor(a_scale, dtype=f32) / sy)
+    rb = float(torch.tensor(b_scale, dtype=f32) / sy)
+    largest = max(abs(ra), abs(rb))
+    if not 2.0**-10 <= largest < 2.0**8:
+        raise ValueError(f"XNNPACK's qs8 add takes scale ratios in [2^-10, 2^8), got {largest:g}")
+    shift = 20 - (math.frexp(largest)[1] - 1)  # frexp: largest = m 2^e, m in [0.5, 1), so floor(log2) = e - 1
+    ma, mb = round(ra * 2**shift), round(rb * 2**shift)  # Python's round: ties to even
+    acc = ma * (a_codes.long() - a_zero) + mb * (b_codes.long() - b_zero) + (1 << (shift - 1))
+    return torch.clamp((acc >> shift) + y_zero, QMIN, QMAX).float()
