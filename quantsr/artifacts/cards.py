@@ -9,7 +9,8 @@ from typing import Any
 
 from quantsr.artifacts.digest import file_digest
 
-__all__ = ["DEFAULT_MIN_SIDE", "DEFAULT_PTE_MAX_SIDE", "ArtifactError", "card_min_side", "card_path", "load_card"]
+__all__ = ["DEFAULT_MIN_SIDE", "DEFAULT_PTE_MAX_SIDE", "ArtifactError", "card_min_side", "card_path", "load_card",
+           "verify_digest"]
 
 # Smallest input side of every exported model unless its card says more (smaller tiles are padded up to it).
 DEFAULT_MIN_SIDE = 8
@@ -37,12 +38,18 @@ def load_card(artifact: Path, verify: bool = True) -> dict[str, Any]:
         raise ArtifactError(f"{path}: not a JSON model card ({exc})") from None
     if not isinstance(card, dict) or not isinstance(card.get("scale"), int):
         raise ArtifactError(f"{path}: not a quantsr model card (no integer \"scale\")")
-    if verify and card.get("sha256"):
+    if verify:
+        verify_digest(artifact, card)
+    return card
+
+
+def verify_digest(artifact: Path, card: dict[str, Any]) -> None:
+    """The artifact's sha256 must be the one its card records (a card without one: nothing to check)."""
+    if card.get("sha256"):
         actual = file_digest(artifact)
         if actual != card["sha256"]:
-            raise ArtifactError(f"{artifact}: sha256 {actual[:12]}... differs from {path.name} "
+            raise ArtifactError(f"{artifact}: sha256 {actual[:12]}... differs from {card_path(artifact).name} "
                                 f"({card['sha256'][:12]}...); the card belongs to another export, re-export it")
-    return card
 
 
 def card_min_side(card: dict[str, Any]) -> int:

@@ -8,9 +8,10 @@ import os
 import warnings
 from typing import NoReturn
 
+from quantsr.runtime import VERBOSE_ENV
+
 __all__ = ["QuietLibraries", "UsageError", "apply_resource_flags", "one_line", "OneLineParser"]
 
-VERBOSE_ENV = "QUANTSR_VERBOSE"  # read by quantsr.runtime.pte (native log lines) in this process
 
 
 class UsageError(ValueError):

@@ -180,7 +180,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
     from quantsr.data.image_io import ImageError, open_image, probe_image
     from quantsr.runtime.compare import compare_image
-    from quantsr.runtime.output import save_image, upscale_to_file
+    from quantsr.runtime.output import save_image, streams, upscale_to_file
     from quantsr.runtime.upscale import count_tiles, load_runner
 
     if runner is None:
@@ -195,19 +195,18 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             if frames > 1:
                 print(f"quantsr: note: {job.source.name} has {frames} frames; only the first is upscaled",
                       file=sys.stderr)
-            streamed = job.output.suffix.lower() == ".png" and not args.compare  # alpha aside: a band at a time
-            needed = (0 if streamed else width * height * scale * scale * 4 * _MEMORY_FACTOR)
-            available = _available_memory()
-            if available is not None and needed > available:
-                raise ImageError(f"{job.source}: the {width * scale}x{height * scale} output needs about "
-                                 f"{needed / 2**30:.1f} GiB of memory, {available / 2**30:.1f} GiB is free; "
-                                 "split the image or free memory")
             limit = _MAX_SIDE.get(job.output.suffix.lower())
             if limit and max(width, height) * scale > limit:
                 raise ImageError(f"{job.source}: the {width * scale}x{height * scale} output is larger than "
                                  f"{job.output.suffix} allows ({limit} px a side); write .png or .tif instead "
                                  "(--format png)")
             image = open_image(job.source, max_pixels)
+            needed = 0 if streams(image, job.output, args.compare) else width * height * scale**2 * 4 * _MEMORY_FACTOR
+            available = _available_memory()
+            if available is not None and needed > available:
+                raise ImageError(f"{job.source}: the {width * scale}x{height * scale} output needs about "
+                                 f"{needed / 2**30:.1f} GiB of memory, {available / 2**30:.1f} GiB is free; "
+                                 "split the image or free memory")
             bar = tqdm(total=count_tiles(image.size, tile, args.overlap), unit="tile", desc=job.source.name,
                        disable=True if args.no_progress else None, leave=False)
             with bar:

@@ -11,4 +11,7 @@ _EXPORTS = {
     "load_runner": "upscale",
 }
 __all__ = sorted(_EXPORTS)
+
+# `quantsr --verbose` sets it (quantsr.cli.errors); quantsr.runtime.pte then shows the runtime's own C++ log lines.
+VERBOSE_ENV = "QUANTSR_VERBOSE"
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

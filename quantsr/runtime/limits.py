@@ -5,8 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quantsr.artifacts.cards import DEFAULT_MIN_SIDE, DEFAULT_PTE_MAX_SIDE, ArtifactError, card_min_side, load_card
-from quantsr.artifacts.digest import file_digest
+from quantsr.artifacts.cards import (
+    DEFAULT_MIN_SIDE,
+    DEFAULT_PTE_MAX_SIDE,
+    ArtifactError,
+    card_min_side,
+    load_card,
+    verify_digest,
+)
 from quantsr.artifacts.pte_file import check_pte_file
 
 __all__ = ["DEFAULT_TILE", "fit_tile", "pte_limits"]
@@ -28,9 +34,7 @@ def pte_limits(path: str | Path) -> tuple[dict | None, int, int]:
     if isinstance(card.get("bytes"), int) and card["bytes"] != size:
         raise ArtifactError(f"{path}: {size} bytes, but its card {path.name}.json says {card['bytes']}; the file "
                             "is truncated or belongs to another export: copy or export it again")
-    if card.get("sha256") and file_digest(path) != card["sha256"]:  # ~2 ms a MB; a damaged program can abort
-        raise ArtifactError(f"{path}: its sha256 differs from its card {path.name}.json; the file is damaged or "
-                            "belongs to another export: copy or export it again")
+    verify_digest(path, card)  # ~2 ms a MB; a damaged program can abort the runtime
     if not card.get("dynamic_hw", True) and card.get("tile"):  # a fixed-shape export takes exactly its tile
         return card, int(card["tile"]), int(card["tile"])
     return card, card_min_side(card), int(card.get("max_side") or DEFAULT_PTE_MAX_SIDE)

@@ -28,7 +28,7 @@ from quantsr.runtime.upscale import (
     tile_bands,
 )
 
-__all__ = ["save_image", "upscale_to_file"]
+__all__ = ["save_image", "streams", "upscale_to_file"]
 
 # Modes each format cannot store, and what they are written as instead.
 _CONVERT = {"JPEG": {"RGBA": "RGB", "LA": "L"}, "BMP": {"LA": "RGBA"}, "WEBP": {"LA": "RGBA", "L": "RGB"}}
@@ -54,6 +54,13 @@ def save_image(image: Image.Image, path: str | os.PathLike, quality: int = 95) -
         image.save(fh, format=fmt, **options)
 
 
+def streams(image: Image.Image, path: str | os.PathLike, keep: bool = False) -> bool:
+    """Whether :func:`upscale_to_file` writes ``image``'s upscale band by band (a PNG of an image without alpha,
+    not kept) instead of holding the whole output in memory."""
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    return not keep and output_format(path) == "PNG" and not has_alpha
+
+
 def upscale_to_file(image: ImageInput, path: str | os.PathLike, scale: int | None = None,
                     model: str | os.PathLike | Runner | None = None, *, tile: int | None = None, overlap: int = 16,
                     progress: Callable[[int], None] | None = None, quality: int = 95,
@@ -66,7 +73,7 @@ def upscale_to_file(image: ImageInput, path: str | os.PathLike, scale: int | Non
     path = Path(path)
     im = _open(image)
     runner = load_runner(model, scale)
-    if keep or output_format(path) != "PNG" or im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+    if not streams(im, path, keep):
         result = cpu_upscale(im, scale, runner, tile=tile, overlap=overlap, progress=progress)
         save_image(result, path, quality)
         return result.size, result if keep else None

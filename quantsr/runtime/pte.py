@@ -11,13 +11,11 @@ from pathlib import Path
 import torch
 
 from quantsr.artifacts.cards import ArtifactError
+from quantsr.runtime import VERBOSE_ENV
 from quantsr.runtime.limits import pte_limits
 
 __all__ = ["PteModule", "quiet_native_stderr", "quiet_runtime_imports", "register_quantized_kernels",
            "set_runtime_threads"]
-
-# `quantsr --verbose` sets this: the runtime's own C++ log lines (cpuinfo probing) are shown instead of dropped.
-VERBOSE_ENV = "QUANTSR_VERBOSE"
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from quantsr.artifacts.cards import DEFAULT_MIN_SIDE
 from quantsr.artifacts.embedded import DEFAULT_BITS, default_model_path
 from quantsr.data.image_io import ImageError, open_image, pil_to_rgb_array
 from quantsr.models.registry import descriptor_of
-from quantsr.runtime.limits import fit_tile, pte_limits
+from quantsr.runtime.limits import fit_tile
 from quantsr.runtime.pte import PteModule
 from quantsr.runtime.tiling import plan_tiles
 
@@ -46,12 +46,8 @@ def load_runner(model: str | os.PathLike | torch.nn.Module | None, scale: int | 
         raise TypeError(f"model must be a .pte path, a checkpoint path or an nn.Module, not {type(model).__name__}")
     path = default_model_path(scale or DEFAULT_SCALE, bits) if model is None else Path(model)
     if path.suffix == ".pte":
-        card, _, _ = pte_limits(path)
-        if card is not None and scale is not None and card["scale"] != scale:
-            raise ValueError(f"{path.name} is a x{card['scale']} model; use --scale {card['scale']} or another "
-                             "--model")
         try:
-            return PteModule(path, threads=threads)
+            runner = PteModule(path, threads=threads)
         except ImportError:
             checkpoint = path.with_suffix(".pt")
             if not checkpoint.exists():
@@ -59,6 +55,11 @@ def load_runner(model: str | os.PathLike | torch.nn.Module | None, scale: int | 
             warnings.warn("the ExecuTorch runtime is not installed: running the eager PyTorch model instead "
                           "(slower); pip install executorch==1.5.1", stacklevel=2)
             path = checkpoint
+        else:
+            if scale is not None and runner.scale not in (None, scale):
+                raise ValueError(f"{path.name} is a x{runner.scale} model; use --scale {runner.scale} or another "
+                                 "--model")
+            return runner
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file (a .pte or a quantsr checkpoint)")
     from quantsr.checkpoints.load import load_model
