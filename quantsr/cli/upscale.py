@@ -81,7 +81,7 @@ def plan_jobs(source: Path, output: str | None, scale: int, *, suffix: str | Non
         taken.add(_fold(name))
     jobs = [Job(f, folder / names[f]) for f in files]
     _refuse_overwrite([base / names[f] for f in files], files)
-    return sorted(jobs, key=lambda j: j.source.name), notes
+    return jobs, notes  # in list_images' order: by name
 
 
 # Where the file system ignores case (macOS and Windows by default), X.png and x.png are one file.
