@@ -6,7 +6,7 @@ import torch
 from quantsr.artifacts.atomic import atomic_write
 from quantsr.export.pt2e_quantizer import int8_quantizer
 from quantsr.export.pte import lower_to_pte
-from quantsr.quant.int8_sim import add_requantized, conv2d_requantized, dequantize, quantize
+from quantsr.quant.int8_sim import add_codes, conv_codes, dequantize_codes, quantize_codes
 from quantsr.runtime.pte import PteModule
 
 
@@ -41,11 +41,11 @@ def test_a_static_int8_conv_is_emulated_code_for_code(tmp_path, channels, kernel
     (sx, zx), (sy, zy), (w_codes, w_scales) = _qparams(convert_pt2e(prepared))
     for seed in range(3):
         x = torch.randn(1, channels, 12, 12, generator=torch.Generator().manual_seed(seed))
-        codes = conv2d_requantized(quantize(x, sx, zx), sx, zx, w_codes, w_scales, model[0].bias.detach(), sy, zy,
-                                   padding=padding)
-        got = quantize(device(x), sy, zy)
+        codes = conv_codes(quantize_codes(x, sx, zx), sx, zx, w_codes, w_scales, model[0].bias.detach(), sy, zy,
+                           padding=padding)
+        got = quantize_codes(device(x), sy, zy)
         assert torch.equal(codes, got), float((codes != got).float().mean())
-        assert torch.allclose(dequantize(codes, sy, zy), device(x), atol=1e-6)
+        assert torch.allclose(dequantize_codes(codes, sy, zy), device(x), atol=1e-6)
 
 
 class TwoConvsAdded(torch.nn.Module):
@@ -88,9 +88,9 @@ def test_a_static_int8_add_is_emulated_code_for_code(tmp_path):
     (sa, za), (sb, zb), (sy, zy) = quant[convs[0].name], quant[convs[1].name], quant[adds[0].name]
     for seed in range(3):
         x = torch.randn(1, 8, 12, 12, generator=torch.Generator().manual_seed(seed))
-        xq = quantize(x, sx, zx)
-        a = conv2d_requantized(xq, sx, zx, *weights[0], model.a.bias.detach(), sa, za, padding=1)
-        b = conv2d_requantized(xq, sx, zx, *weights[1], model.b.bias.detach(), sb, zb)
-        codes = add_requantized(a, sa, za, b, sb, zb, sy, zy)
-        got = quantize(device(x), sy, zy)
+        xq = quantize_codes(x, sx, zx)
+        a = conv_codes(xq, sx, zx, *weights[0], model.a.bias.detach(), sa, za, padding=1)
+        b = conv_codes(xq, sx, zx, *weights[1], model.b.bias.detach(), sb, zb)
+        codes = add_codes(a, sa, za, b, sb, zb, sy, zy)
+        got = quantize_codes(device(x), sy, zy)
         assert torch.equal(codes, got), float((codes != got).float().mean())

@@ -1,71 +1,138 @@
-"""What XNNPACK's static int8 kernels compute, in PyTorch: the building blocks of an integer-faithful fake-quant
-forward (issue 13; the per-op arithmetic, read from XNNPACK's source, is in docs/integer_faithful.md).
+"""What XNNPACK's static int8 kernels compute, in PyTorch: the building blocks of the integer-faithful forward
+(issue 13; the per-op arithmetic, read from XNNPACK's source, is in docs/integer_faithful.md).
 
-Codes are float tensors holding integers (exact in float64 for int8 sums), so the functions stay differentiable
-where a straight-through estimator wraps them. Each function is checked against a one-op ``.pte`` through the
-ExecuTorch runtime (``tests/test_int8_sim.py``)."""
+Codes are float tensors holding integers, so the functions stay differentiable: every rounding passes its gradient
+straight through (``round_ste``), clamps mask it. Each kernel is checked against a static int8 ``.pte`` through the
+ExecuTorch runtime (``tests/test_int8_sim.py``, ``tests/test_int8_graph.py``)."""
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["add_requantized", "conv2d_requantized", "dequantize", "quantize"]
+__all__ = ["add_codes", "conv_codes", "dequantize_codes", "dequantize_weight", "mean_codes", "mul_codes",
+           "quantize_codes", "round_ste", "sigmoid_xnnpack", "weight_codes"]
 
 QMIN, QMAX = -128, 127
+_F32 = torch.float32
 
 
-def quantize(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
-    """int8 codes of ``x`` as XNNPACK's f32->qs8 convert and PyTorch's quantize_per_tensor compute them:
-    ``clamp(round_half_even(x * fl32(1/scale)) + zero_point)``."""
-    inverse = float(torch.tensor(1.0 / scale, dtype=torch.float32))
-    return torch.clamp(torch.round(x.float() * inverse) + zero_point, QMIN, QMAX)
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """Round half to even (as x86 cvtps2dq and torch.round do), gradient passed straight through."""
+    return x + (torch.round(x) - x).detach()
 
 
-def dequantize(codes: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
-    return (codes.float() - zero_point) * torch.tensor(scale, dtype=torch.float32)
+def _f32(value: float) -> torch.Tensor:
+    return torch.tensor(value, dtype=_F32)
 
 
-def conv2d_requantized(x_codes: torch.Tensor, x_scale: float, x_zero: int, weight_codes: torch.Tensor,
-                       weight_scales: torch.Tensor, bias: torch.Tensor | None, y_scale: float, y_zero: int, *,
-                       stride: int = 1, padding: int = 0, dilation: int = 1, groups: int = 1,
-                       y_min: int = QMIN, y_max: int = QMAX) -> torch.Tensor:
-    """Output codes of a qs8 convolution with per-channel (qc8) weights, the "fp32" requantization of XNNPACK:
+def quantize_codes(x: torch.Tensor, scale: float, zero: int, qmin: int = QMIN, qmax: int = QMAX) -> torch.Tensor:
+    """XNNPACK's f32 -> qs8 convert (= quantize_per_tensor): ``clamp(rne(x * fl(1/s)) + z)``."""
+    inverse = (1.0 / _f32(scale)).to(_F32)
+    return torch.clamp(round_ste(x.to(_F32) * inverse) + zero, qmin, qmax)
 
-    - the fp32 bias becomes int32 on the grid ``s_w[c] * s_x``: ``round_half_even(b * fl32(1 / fl32(s_w s_x)))``;
-    - the accumulator is exact: ``b_q + sum(w_q * (x_q - z_x))`` (padding reads the input zero point, i.e. 0);
-    - the multiplier is float32: ``fl32(fl32(s_x s_w[c]) / s_y)``, applied to the accumulator rounded to float32;
-    - ``round_half_even`` (x86 cvtps2dq), ``+ z_y``, clamped to ``[y_min, y_max]`` (a fused ReLU: ``y_min = z_y``).
-    """
-    f32 = torch.float32
-    sw = weight_scales.to(f32)
-    sx, sy = torch.tensor(x_scale, dtype=f32), torch.tensor(y_scale, dtype=f32)
-    acc = F.conv2d((x_codes - x_zero).double(), weight_codes.double(), None, stride, padding, dilation, groups)
+
+def dequantize_codes(codes: torch.Tensor, scale: float, zero: int) -> torch.Tensor:
+    return (codes.to(_F32) - zero) * _f32(scale)
+
+
+def weight_codes(weight: torch.Tensor, scales: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
+    """Per-channel weight codes of a trainable float weight at fixed scales (axis 0)."""
+    shape = (-1,) + (1,) * (weight.dim() - 1)
+    return torch.clamp(round_ste(weight / scales.to(_F32).view(shape)), qmin, qmax)
+
+
+def dequantize_weight(codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    return codes * scales.to(_F32).view((-1,) + (1,) * (codes.dim() - 1))
+
+
+def conv_codes(x: torch.Tensor, x_scale: float, x_zero: int, w: torch.Tensor, w_scales: torch.Tensor,
+               bias: torch.Tensor | None, y_scale: float, y_zero: int, stride=1, padding=0, dilation=1,
+               groups: int = 1) -> torch.Tensor:
+    """XNNPACK's qs8 x qc8w convolution: int32 bias on the ``s_w s_x`` grid, exact accumulation (float32 sums of
+    integers are exact below 2^24), float32 per-channel multiplier, round half to even."""
+    sw, sx, sy = w_scales.to(_F32), _f32(x_scale), _f32(y_scale)
+    acc = F.conv2d(x.to(_F32) - x_zero, w.to(_F32), None, stride, padding, dilation, groups)
     if bias is not None:
-        bias_codes = torch.round(bias.to(f32) * (1.0 / (sw * sx)).to(f32))
-        acc = acc + bias_codes.double().view(1, -1, 1, 1)
-    multiplier = ((sx * sw).to(f32) / sy).to(f32)
-    return torch.clamp(torch.round(acc.to(f32) * multiplier.view(1, -1, 1, 1)) + y_zero, y_min, y_max)
+        acc = acc + round_ste(bias.to(_F32) * (1.0 / (sw * sx)).to(_F32)).view(1, -1, 1, 1)
+    multiplier = ((sx * sw).to(_F32) / sy).to(_F32).view(1, -1, 1, 1)
+    return torch.clamp(round_ste(acc * multiplier) + y_zero, QMIN, QMAX)
 
 
-def add_requantized(a_codes: torch.Tensor, a_scale: float, a_zero: int, b_codes: torch.Tensor, b_scale: float,
-                    b_zero: int, y_scale: float, y_zero: int) -> torch.Tensor:
-    """Output codes of XNNPACK's qs8 add, which is fixed point, not float:
-
-    - ratios ``r = fl32(s_in / s_y)``, each in [2^-10, 2^8); ``shift = 20 - floor(log2(max |r|))``;
-    - 21-bit multipliers ``M = round_half_even(r * 2^shift)``;
-    - ``floor((M_a (a - z_a) + M_b (b - z_b) + 2^(shift-1)) / 2^shift) + z_y``: an arithmetic shift, so ties
-      round towards +inf (not to even, as everything else does), then clamped to int8.
-    """
-    f32 = torch.float32
-    sy = torch.tensor(y_scale, dtype=f32)
-    ra = float(torch.tensor(a_scale, dtype=f32) / sy)
-    rb = float(torch.tensor(b_scale, dtype=f32) / sy)
+def _add_multipliers(a_scale: float, b_scale: float, y_scale: float) -> tuple[float, float, int, int, int]:
+    sy = _f32(y_scale)
+    ra, rb = float(_f32(a_scale) / sy), float(_f32(b_scale) / sy)
     largest = max(abs(ra), abs(rb))
     if not 2.0**-10 <= largest < 2.0**8:
         raise ValueError(f"XNNPACK's qs8 add takes scale ratios in [2^-10, 2^8), got {largest:g}")
-    shift = 20 - (math.frexp(largest)[1] - 1)  # frexp: largest = m 2^e, m in [0.5, 1), so floor(log2) = e - 1
-    ma, mb = round(ra * 2**shift), round(rb * 2**shift)  # Python's round: ties to even
-    acc = ma * (a_codes.long() - a_zero) + mb * (b_codes.long() - b_zero) + (1 << (shift - 1))
-    return torch.clamp((acc >> shift) + y_zero, QMIN, QMAX).float()
+    shift = 20 - (torch.frexp(torch.tensor(largest, dtype=torch.float64))[1].item() - 1)
+    return ra, rb, round(ra * 2**shift), round(rb * 2**shift), shift
+
+
+def add_codes(a: torch.Tensor, a_scale: float, a_zero: int, b: torch.Tensor, b_scale: float, b_zero: int,
+              y_scale: float, y_zero: int) -> torch.Tensor:
+    """XNNPACK's qs8 add, fixed point: 21-bit multipliers, an arithmetic shift (ties round up), then clamped."""
+    ra, rb, ma, mb, shift = _add_multipliers(a_scale, b_scale, y_scale)
+    a, b = a.to(_F32) - a_zero, b.to(_F32) - b_zero
+    exact = (ma * a.detach().long() + mb * b.detach().long() + (1 << (shift - 1))) >> shift
+    smooth = ra * a + rb * b
+    return torch.clamp(smooth + (exact.to(_F32) - smooth).detach() + y_zero, QMIN, QMAX)
+
+
+def mul_codes(a: torch.Tensor, a_scale: float, a_zero: int, b: torch.Tensor, b_scale: float, b_zero: int,
+              y_scale: float, y_zero: int) -> torch.Tensor:
+    """XNNPACK's qs8 multiply on x86: float32 multiplier ``fl(fl(s_a s_b) / s_y)``, round half to even."""
+    multiplier = ((_f32(a_scale) * _f32(b_scale)).to(_F32) / _f32(y_scale)).to(_F32)
+    product = (a.to(_F32) - a_zero) * (b.to(_F32) - b_zero)
+    return torch.clamp(round_ste(product * multiplier) + y_zero, QMIN, QMAX)
+
+
+def mean_codes(x: torch.Tensor, x_scale: float, x_zero: int, y_scale: float, y_zero: int) -> torch.Tensor:
+    """XNNPACK's qs8 global average pooling: the exact sum of raw codes, ``m = fl(fl(s_x/s_y) fl(1/N))``,
+    ``z' = fl(z_y - fl(N z_x) m)``, ``rne(fl(fl(S) m) + z')``."""
+    n = x.shape[-1] * x.shape[-2]
+    total = x.to(torch.float64).sum(dim=(2, 3), keepdim=True).to(_F32)
+    if x.requires_grad:
+        total = total.detach() + (x.sum(dim=(2, 3), keepdim=True) - x.sum(dim=(2, 3), keepdim=True).detach())
+    m = ((_f32(x_scale) / _f32(y_scale)).to(_F32) * (1.0 / torch.tensor(float(n), dtype=_F32)).to(_F32)).to(_F32)
+    shift = (y_zero - (torch.tensor(float(n), dtype=_F32) * x_zero).to(_F32) * m).to(_F32)
+    return torch.clamp(round_ste((total * m).to(_F32) + shift), QMIN, QMAX)
+
+
+def _hex32(text: str) -> torch.Tensor:
+    return torch.tensor(float.fromhex(text), dtype=_F32)
+
+
+def _fma32(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """float32 fused multiply-add: the float32 product is exact in float64; the sum is rounded twice, which
+    differs from one rounding only for sums within 2^-29 relative of a float32 midpoint."""
+    return (a.double() * b.double() + c.double()).to(_F32)
+
+
+_SIGMOID = {name: _hex32(v) for name, v in {
+    "magic": "0x1.8000FEp23", "log2e": "0x1.715476p0", "minus_ln2": "-0x1.62E430p-1", "c5": "0x1.0F9F9Cp-7",
+    "c4": "0x1.573A1Ap-5", "c3": "0x1.555A80p-3", "c2": "0x1.FFFDC6p-2", "c1": "0x1.FFFFF6p-1",
+    "cutoff": "-0x1.5D589Ep+6"}.items()}
+
+
+def sigmoid_xnnpack(x: torch.Tensor) -> torch.Tensor:
+    """XNNPACK's fp32 sigmoid on x86 AVX2 (``f32-vsigmoid avx2_rr1_p5_div``), which its int8 sigmoid table is
+    built from: ``e = exp(-|x|)`` by a degree-5 polynomial with one-step range reduction, ``e / (e + 1)``,
+    mirrored for x >= 0. It differs from ``torch.sigmoid`` by an ulp often enough to move a table entry by one
+    code. Gradient: torch.sigmoid's."""
+    k = _SIGMOID
+    xf = x.detach().to(_F32)
+    z = -xf.abs()
+    n = _fma32(z, k["log2e"], k["magic"])
+    s = (n.view(torch.int32) << 23).view(_F32)
+    n = n - k["magic"]
+    t = _fma32(n, k["minus_ln2"], z)
+    p = _fma32(k["c5"].expand_as(t), t, k["c4"])
+    for c in ("c3", "c2", "c1"):
+        p = _fma32(p, t, k[c])
+    t = t * s
+    e = _fma32(t, p, s)
+    f = e / (e + 1.0)
+    f = torch.where(z < k["cutoff"], torch.zeros_like(f), f)
+    exact = torch.where(torch.signbit(xf), f, 1.0 - f)
+    smooth = torch.sigmoid(x.to(_F32))
+    return smooth + (exact - smooth).detach()

@@ -1,0 +1,166 @@
+"""Static all-int8 programs: build the PT2E graph XNNPACK runs (int8 at every boundary), save and load its
+fine-tuned state, and lower it to a ``.pte`` whose output is checked code for code against its integer-faithful
+model (issue 13; the arithmetic in docs/integer_faithful.md).
+
+* A QAT checkpoint keeps its learned steps as fixed qparams (its b-bit inputs are int8 tensors at scale ``a``
+  clamped to the b-bit range); head, tail and glue get calibrated static int8.
+* An FP model gets plain observer-calibrated static int8 (PTQ), the comparison every low-bit model must beat.
+
+A *program file* (``*_int8.pt``) holds only what training changed: the converted graph's weight codes and
+biases, with the signature of the graph they belong to; the graph itself is rebuilt from the base checkpoint
+(deterministic calibration) and refused if it no longer has that signature."""
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from quantsr.artifacts.atomic import atomic_write
+from quantsr.artifacts.cards import ArtifactError, card_path
+from quantsr.quant.int8_graph import integer_faithful, write_back
+
+__all__ = ["PROGRAM_FORMAT", "codes_agreement", "export_int8_program", "load_program", "save_program",
+           "static_int8_graph"]
+
+PROGRAM_FORMAT = 1
+DEFAULT_MAX_SIDE = 320
+CALIBRATION_SIDE = 64
+
+
+def _dynamic_shapes(max_side: int, min_side: int):
+    h = torch.export.Dim("height", min=min_side, max=max_side)
+    w = torch.export.Dim("width", min=min_side, max=max_side)
+    return ({2: h, 3: w},)
+
+
+def _example(max_side: int) -> torch.Tensor:
+    side = min(CALIBRATION_SIDE, max_side)
+    return torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0))
+
+
+def static_int8_graph(model: nn.Module, calibration: Sequence[torch.Tensor], *, max_side: int = DEFAULT_MAX_SIDE,
+                      min_side: int = 8) -> fx.GraphModule:
+    """The ``convert_pt2e`` graph of ``model`` as a static all-int8 program (dynamic H/W up to ``max_side``)."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from quantsr.export.deploy import split_output_convs, to_deploy_model
+    from quantsr.export.pt2e_quantizer import LearnedQParamsQuantizer, int8_quantizer
+    from quantsr.quant.layers import QConv2d
+
+    model = model.cpu().eval()
+    if any(isinstance(m, QConv2d) for m in model.modules()):
+        graph_model, qparams = to_deploy_model(model, "static")
+        split_output_convs(graph_model, qparams)
+        quantizer = LearnedQParamsQuantizer(qparams, rest="int8", activations="static")
+    else:
+        graph_model, quantizer = split_output_convs(copy.deepcopy(model)), int8_quantizer()
+    example = _example(max_side)
+    ep = torch.export.export(graph_model, (example,), dynamic_shapes=_dynamic_shapes(max_side, min_side))
+    prepared = prepare_pt2e(ep.module(), quantizer)
+    with torch.no_grad():
+        prepared(example)
+        for batch in calibration:
+            for x in batch.split(1):
+                prepared(x)
+    return convert_pt2e(prepared)
+
+
+def save_program(program: fx.GraphModule, converted: fx.GraphModule, path: str | Path,
+                 metadata: dict[str, Any]) -> Path:
+    """Write the trained constants of ``program`` (an integer-faithful module of ``converted``) to ``path``."""
+    from quantsr.qat.int8_finetune import program_signature
+    from quantsr.train.checkpoint import save_atomic
+
+    trained = write_back(program, converted)
+    constants = {target: _get(trained, target).detach().clone() for target in program.trainable_targets.values()}
+    payload = {"format": PROGRAM_FORMAT, "kind": "int8-program", "signature": program_signature(program),
+               "constants": constants, "metadata": metadata}
+    return save_atomic(payload, path)
+
+
+def _get(module: nn.Module, target: str) -> torch.Tensor:
+    obj: Any = module
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def load_program(path: str | Path, converted: fx.GraphModule) -> fx.GraphModule:
+    """``converted`` with the trained constants of the program file at ``path`` (checked against its signature)."""
+    from quantsr.qat.int8_finetune import program_signature
+
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(payload, dict) or payload.get("kind") != "int8-program":
+        raise ArtifactError(f"{path} is not a quantsr int8 program file (made by benchmarks/int8_finetune.py)")
+    if payload.get("signature") != program_signature(integer_faithful(converted)):
+        raise ArtifactError(f"{path} was trained for another int8 graph (scales or ops differ): rebuild it from "
+                            "the same base checkpoint and calibration, or fine-tune again")
+    out = copy.deepcopy(converted)
+    for target, value in payload["constants"].items():
+        parent_name, _, leaf = target.rpartition(".")
+        parent = _get(out, parent_name) if parent_name else out
+        old = getattr(parent, leaf)
+        if old.shape != value.shape or old.dtype != value.dtype:
+            raise ArtifactError(f"{path}: {target} is {tuple(value.shape)} {value.dtype} in the file, "
+                                f"{tuple(old.shape)} {old.dtype} in the graph")
+        setattr(parent, leaf, nn.Parameter(value, requires_grad=False) if isinstance(old, nn.Parameter) else value)
+    return out
+
+
+def codes_agreement(a: torch.Tensor, b: torch.Tensor) -> tuple[float, int]:
+    """(fraction of identical uint8 output values, largest difference in levels) of two images in [0, 1]."""
+    def u8(t: torch.Tensor) -> torch.Tensor:
+        return t.clamp(0, 1).mul(255).round().to(torch.int16)
+
+    diff = (u8(a) - u8(b)).abs()
+    return float((diff == 0).float().mean()), int(diff.max())
+
+
+def export_int8_program(converted: fx.GraphModule, path: str | Path, *, max_side: int = DEFAULT_MAX_SIDE,
+                        min_side: int = 8, check_inputs: Sequence[torch.Tensor] = (), min_identical: float = 0.99,
+                        max_levels: int = 2, stage: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Lower a converted static int8 graph to an XNNPACK ``.pte`` at ``path``, load the written file with the
+    ExecuTorch runtime and compare its output with the integer-faithful model on ``check_inputs`` (default: the
+    calibration example): at least ``min_identical`` of the uint8 values equal and none more than
+    ``max_levels`` apart, else the file is removed and :class:`~quantsr.export.pte.ExportMismatchError` raised."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    from quantsr.export.pte import ExportMismatchError, _delegation
+    from quantsr.runtime.pte import PteModule, register_quantized_kernels
+
+    start = time.perf_counter()
+    stage("torch.export")
+    example = _example(max_side)
+    ep = torch.export.export(converted, (example,), dynamic_shapes=_dynamic_shapes(max_side, min_side))
+    stage("lower to XNNPACK")
+    edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
+    register_quantized_kernels()
+    program = edge.to_executorch()
+    delegated, non_delegated, ops = _delegation(edge)
+    path = Path(path)
+    card_path(path).unlink(missing_ok=True)
+    with atomic_write(path, "wb") as f:
+        f.write(program.buffer)
+    stage("verify the saved file against the integer-faithful model")
+    model = integer_faithful(converted).eval()
+    pte = PteModule(path)
+    same_total, values, worst = 0.0, 0, 0
+    for x in list(check_inputs) or [example]:
+        with torch.no_grad():
+            identical, levels = codes_agreement(pte(x), model(x))
+        n = x.shape[-1] * x.shape[-2]
+        same_total, values, worst = same_total + identical * n, values + n, max(worst, levels)
+    identical = same_total / values
+    if identical < min_identical or worst > max_levels:
+        path.unlink(missing_ok=True)
+        raise ExportMismatchError(f"the int8 .pte disagrees with its integer-faithful model ({100 * identical:.2f}% "
+                                  f"identical, up to {worst} levels); removed ({time.perf_counter() - start:.0f} s)")
+    return {"path": str(path), "bytes": path.stat().st_size, "delegated_nodes": delegated,
+            "non_delegated_nodes": non_delegated, "non_delegated_ops": ops, "identical_fraction": identical,
+            "max_levels": worst, "max_side": max_side, "min_side": min_side}

@@ -1,0 +1,96 @@
+"""The last stage of training: fine-tune the integer-faithful form of a static int8 program (issue 13).
+
+The program is the graph ``convert_pt2e`` makes of a QAT model (its learned steps as fixed qparams, every other
+tensor int8 at calibrated scales); :func:`quantsr.quant.int8_graph.integer_faithful` turns it into a module
+whose forward is what XNNPACK computes, bit for bit. Training it (weights and biases; every scale fixed) makes
+the ``.pte`` the model that was trained, instead of a model that saw fp32 glue and never an int8 requantization.
+Like :class:`~quantsr.train.trainer.Trainer`, it receives its program, teacher and data as arguments."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from quantsr.data.datasets import BenchmarkSet
+from quantsr.train.trainer import TeacherLoss, TrainConfig, Trainer, TrainHistory
+
+__all__ = ["Int8FinetuneRecipe", "OutputDistillLoss", "finetune_int8", "program_signature"]
+
+
+@dataclass(frozen=True)
+class Int8FinetuneRecipe:
+    """How the integer-faithful program is fine-tuned (versioned: a saved program records it)."""
+
+    version: int = 1
+    iterations: int = 1500
+    lr: float = 2e-5  # Adam, cosine-decayed to 0; small: the weights sit on a 2-4 bit grid at fixed steps
+    batch_size: int = 16
+    lr_patch: int = 48
+    distill_weight: float = 1.0  # L1 to the FP teacher's output, next to L1 to the HR image
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class OutputDistillLoss(TeacherLoss):
+    """``L1(sr, hr) + w * L1(sr, teacher(lr))``: the teacher's output is a denser target than the HR patch alone."""
+
+    def __init__(self, weight: float = 1.0) -> None:
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor | None = None,
+                model: nn.Module | None = None, teacher: nn.Module | None = None) -> torch.Tensor:
+        loss = F.l1_loss(sr, hr)
+        if teacher is not None and self.weight and lr is not None:
+            with torch.no_grad():
+                target = teacher(lr)
+            loss = loss + self.weight * F.l1_loss(sr, target)
+        return loss
+
+
+def program_signature(program: fx.GraphModule) -> str:
+    """A digest of every fixed quantity of an integer-faithful program (its ops, scales, zero points, ranges):
+    a saved state loads only into the program it was trained as."""
+    rows = []
+    for node in program.graph.nodes:
+        if node.op == "call_function":
+            rows.append([getattr(node.target, "__name__", str(node.target))]
+                        + [a if isinstance(a, (int, float, bool)) else None for a in node.args])
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
+
+
+def finetune_int8(program: fx.GraphModule, teacher: nn.Module, data, recipe: Int8FinetuneRecipe, *,
+                  val_sets: list[BenchmarkSet] = (), out_dir: str | Path | None = None,
+                  max_train_seconds: float | None = None, val_every: int = 250, progress: bool = True,
+                  metadata: dict[str, Any] | None = None, resume: bool = True) -> TrainHistory:
+    """Train ``program`` (an integer-faithful module, in place) against ``data`` (a ``PatchDataset``) and the
+    teacher's output; keeps ``out_dir/last.pt`` (resumable) and ``best.pt`` (best validation PSNR)."""
+    params = [p for p in program.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=recipe.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, recipe.iterations) / recipe.iterations)))
+    config = TrainConfig(iterations=recipe.iterations, val_every=val_every if val_sets else 0,
+                         checkpoint_every=val_every, out_dir=str(out_dir) if out_dir else None, progress=progress,
+                         max_train_seconds=max_train_seconds)
+    meta = {"kind": "int8-program", "signature": program_signature(program), "recipe": recipe.to_dict(),
+            **(metadata or {})}
+    trainer = Trainer(program, data, OutputDistillLoss(recipe.distill_weight), optimizer, scheduler,
+                      teacher=teacher, val_sets=val_sets, config=config, metadata=meta,
+                      run_settings={"recipe": recipe.to_dict()})
+    if resume and trainer.last_checkpoint is not None and trainer.last_checkpoint.is_file():
+        saved = torch.load(trainer.last_checkpoint, map_location="cpu", weights_only=False)
+        theirs = saved.get("metadata", {})
+        if theirs.get("signature") != meta["signature"] or theirs.get("recipe") != meta["recipe"]:
+            raise ValueError(f"{trainer.last_checkpoint} was trained as another program or recipe; use a new "
+                             "output folder")
+        trainer.load_checkpoint(trainer.last_checkpoint)
+    return trainer.fit()

@@ -1,0 +1,225 @@
+"""An integer-faithful, trainable model of a static int8 PT2E graph: what XNNPACK's int8 kernels compute, in
+PyTorch, with straight-through gradients (issue 13; the arithmetic is in docs/integer_faithful.md).
+
+:func:`integer_faithful` takes the graph ``convert_pt2e`` returns (quantize/dequantize nodes around fp32 ops) and
+rewrites it: wherever XNNPACK runs ``dequantize -> op -> quantize`` as one int8 kernel (conv, add, mul, mean,
+concatenate), the new graph computes that kernel's integer arithmetic on int8 codes instead of PyTorch's fp32
+reference op; everything else (LeakyReLU and sigmoid, which XNNPACK turns into 256-entry tables of its fp32
+kernels, the fp32 islands such as IMDN's contrast statistic, the pixel shuffle outside the delegate) stays the
+graph's own fp32 op between a dequantize and a quantize, as in the reference graph.
+
+Codes are float tensors holding integers, so the rewritten graph is differentiable: every rounding passes its
+gradient straight through, clamps mask it. Weights and biases become parameters (the weights fake-quantized
+per channel at their fixed scales, keeping the bit width their codes have), every activation scale and zero
+point stays fixed, so fine-tuning the rewritten graph trains exactly the int8 program the ``.pte`` runs, and
+:func:`write_back` puts the trained values into the converted graph for lowering."""
+from __future__ import annotations
+
+import copy
+import operator
+
+import torch
+from torch import fx, nn
+
+from quantsr.quant.int8_sim import (
+    add_codes,
+    conv_codes,
+    dequantize_codes,
+    dequantize_weight,
+    mean_codes,
+    mul_codes,
+    quantize_codes,
+    sigmoid_xnnpack,
+    weight_codes,
+)
+
+__all__ = ["integer_faithful", "write_back"]
+
+_F32 = torch.float32
+QMIN, QMAX = -128, 127
+_FUSED_ACTIVATIONS = (torch.ops.aten.relu.default, torch.ops.aten.relu_.default, torch.ops.aten.hardtanh.default,
+                      torch.ops.aten.clamp.default)
+
+
+def _f32(value: float) -> torch.Tensor:
+    return torch.tensor(value, dtype=_F32)
+
+
+def _qd():
+    return torch.ops.quantized_decomposed
+
+
+def _is(node, target) -> bool:
+    return isinstance(node, fx.Node) and node.op == "call_function" and node.target == target
+
+
+def _qparams(node: fx.Node) -> tuple[float, int]:
+    return float(node.args[1]), int(node.args[2])
+
+
+def _level_range(codes: torch.Tensor, qmin: int, qmax: int) -> tuple[int, int]:
+    """The range a trained weight keeps: the smallest of 2, 3, 4 bits its codes fit, else the graph's own."""
+    lo, hi = int(codes.min()), int(codes.max())
+    for bits in (2, 3, 4):
+        if -(2 ** (bits - 1)) <= lo and hi <= 2 ** (bits - 1) - 1:
+            return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return qmin, qmax
+
+
+class _Rewriter:
+    def __init__(self, converted: fx.GraphModule) -> None:
+        self.old = converted
+        self.root = nn.Module()
+        self.graph = fx.Graph()
+        self.env: dict[fx.Node, fx.Node] = {}
+        self.codes: dict[fx.Node, tuple[fx.Node, float, int]] = {}  # old dequantize -> (new codes, s, z)
+        self.weights: dict[fx.Node, tuple[fx.Node, fx.Node]] = {}  # old per-channel dequantize -> (codes, scales)
+        self.trainable: dict[str, str] = {}  # new parameter name -> old attribute target
+        self.counter = 0
+
+    def attr(self, value: torch.Tensor, prefix: str, old_target: str | None = None, train: bool = False) -> fx.Node:
+        name = f"{prefix}{self.counter}"
+        self.counter += 1
+        if train:
+            self.root.register_parameter(name, nn.Parameter(value.detach().clone().to(_F32)))
+            self.trainable[name] = old_target
+        else:
+            self.root.register_buffer(name, value.detach().clone())
+        return self.graph.get_attr(name)
+
+    def old_value(self, node: fx.Node) -> torch.Tensor:
+        obj = self.old
+        for part in str(node.target).split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    def call(self, fn, *args) -> fx.Node:
+        return self.graph.call_function(fn, tuple(args))
+
+    def rewrite_weight(self, node: fx.Node) -> None:
+        w_attr, s_attr, _z, axis, qmin, qmax = node.args[:6]
+        if axis != 0:
+            raise NotImplementedError(f"{node.name}: per-channel weights on axis {axis}")
+        codes = self.old_value(w_attr)
+        scales = self.old_value(s_attr).to(_F32)
+        lo, hi = _level_range(codes, int(qmin), int(qmax))
+        shape = (-1,) + (1,) * (codes.dim() - 1)
+        weight = self.attr(codes.to(_F32) * scales.view(shape), "weight", str(w_attr.target), train=True)
+        scale_node = self.attr(scales, "weight_scales")
+        code_node = self.call(weight_codes, weight, scale_node, lo, hi)
+        self.weights[node] = (code_node, scale_node)
+        self.env[node] = self.call(dequantize_weight, code_node, scale_node)
+
+    def fused_activation(self, producer: fx.Node, scale: float, zero: int) -> fx.Node | None:
+        """A ReLU/hardtanh/clamp straight after a conv or add (no quantize between): XNNPACK fuses it into the
+        kernel as the output's min/max codes, ``lrintf(clamp(v / s + z))`` (ReLU: the zero point)."""
+        inner = producer.args[0]
+        if not (isinstance(inner, fx.Node) and inner.op == "call_function" and len(inner.users) == 1):
+            return None
+        if producer.target in (torch.ops.aten.relu.default, torch.ops.aten.relu_.default):
+            bounds = (0.0, None)
+        else:
+            bounds = tuple(producer.args[1:3]) + (None,) * (3 - len(producer.args))
+        codes = self.kernel(inner, scale, zero)
+        if codes is None:
+            return None
+        lo, hi = (QMIN if v is None else int(min(max(torch.round(_f32(v) / _f32(scale) + zero), QMIN), QMAX))
+                  for v in bounds[:2])
+        return self.call(torch.clamp, codes, lo, QMAX if bounds[1] is None else hi)
+
+    def kernel(self, producer: fx.Node, scale: float, zero: int) -> fx.Node | None:
+        """The integer kernel XNNPACK runs for ``quantize(producer)``, or None for the fp32 path."""
+        args = producer.args
+        if producer.op == "call_function" and producer.target in _FUSED_ACTIVATIONS:
+            return self.fused_activation(producer, scale, zero)
+        if _is(producer, torch.ops.aten.conv2d.default) and args[0] in self.codes and args[1] in self.weights:
+            x, sx, zx = self.codes[args[0]]
+            w, ws = self.weights[args[1]]
+            bias = None
+            if len(args) > 2 and args[2] is not None:
+                bias = self.attr(self.old_value(args[2]), "bias", str(args[2].target), train=True)
+            rest = list(args[3:]) + [1, 0, 1, 1][len(args) - 3:] if len(args) > 3 else [1, 0, 1, 1]
+            return self.call(conv_codes, x, sx, zx, w, ws, bias, scale, zero, *rest)
+        if (_is(producer, torch.ops.aten.add.Tensor) or _is(producer, torch.ops.aten.mul.Tensor)) \
+                and len(args) == 2 and all(a in self.codes for a in args) and not producer.kwargs:
+            fn = add_codes if producer.target == torch.ops.aten.add.Tensor else mul_codes
+            (a, sa, za), (b, sb, zb) = self.codes[args[0]], self.codes[args[1]]
+            return self.call(fn, a, sa, za, b, sb, zb, scale, zero)
+        if _is(producer, torch.ops.aten.mean.dim) and args[0] in self.codes and list(args[1]) in ([2, 3], [-2, -1]) \
+                and len(args) > 2 and args[2]:
+            x, sx, zx = self.codes[args[0]]
+            return self.call(mean_codes, x, sx, zx, scale, zero)
+        if _is(producer, torch.ops.aten.cat.default) and all(a in self.codes for a in args[0]) \
+                and all(self.codes[a][1:] == (scale, zero) for a in args[0]):
+            return self.call(torch.cat, [self.codes[a][0] for a in args[0]], *args[1:])
+        return None
+
+    def run(self) -> fx.GraphModule:
+        qd = _qd()
+        for node in self.old.graph.nodes:
+            if node.op == "placeholder":
+                self.env[node] = self.graph.placeholder(node.name)
+            elif node.op == "get_attr":
+                self.env[node] = self.attr(self.old_value(node), "constant")
+            elif _is(node, qd.dequantize_per_channel.default):
+                self.rewrite_weight(node)
+            elif _is(node, qd.dequantize_per_tensor.default):
+                scale, zero = _qparams(node)
+                codes = self.env[node.args[0]]
+                self.codes[node] = (codes, scale, zero)
+                self.env[node] = self.call(dequantize_codes, codes, scale, zero)
+            elif _is(node, qd.quantize_per_tensor.default):
+                scale, zero = _qparams(node)
+                producer = node.args[0]
+                new = self.kernel(producer, scale, zero) if isinstance(producer, fx.Node) else None
+                if new is None:
+                    new = self.call(quantize_codes, self.env[producer], scale, zero, int(node.args[3]),
+                                    int(node.args[4]))
+                self.env[node] = new
+            elif node.op == "call_function":
+                if "quantized_decomposed" in str(node.target):
+                    raise NotImplementedError(f"{node.name}: {node.target} has no integer-faithful form yet")
+                if node.target == torch.ops.aten.sigmoid.default:  # XNNPACK's own fp32 kernel, as its table
+                    self.env[node] = self.call(sigmoid_xnnpack, self.env[node.args[0]])
+                    continue
+                self.env[node] = self.graph.node_copy(node, lambda n: self.env[n])
+            elif node.op == "call_module" and not node.users:
+                continue  # torch.export's shape guards (``_guards_fn``): checks, no value
+            elif node.op == "output":
+                result = node.args[0]
+                if isinstance(result, (tuple, list)) and len(result) == 1:  # torch.export's flat outputs
+                    result = result[0]
+                self.graph.output(fx.map_arg(result, lambda n: self.env[n]))
+            else:
+                raise NotImplementedError(f"{node.name}: {node.op} nodes are not supported")
+        self.graph.eliminate_dead_code()
+        module = fx.GraphModule(self.root, self.graph)
+        module.trainable_targets = dict(self.trainable)  # parameter name -> attribute of the converted graph
+        return module
+
+
+def integer_faithful(converted: fx.GraphModule) -> fx.GraphModule:
+    """The integer-faithful, trainable form of a ``convert_pt2e`` graph (static int8, per-channel weights)."""
+    return _Rewriter(converted).run()
+
+
+def write_back(model: fx.GraphModule, converted: fx.GraphModule) -> fx.GraphModule:
+    """A copy of ``converted`` holding ``model``'s trained weights (re-quantized at their fixed scales, in the
+    bit range they were trained in) and biases, ready to export and lower."""
+    out = copy.deepcopy(converted)
+    codes_of = {n.args[0].target: n.args for n in model.graph.nodes
+                if n.op == "call_function" and n.target is weight_codes}
+    for name, target in model.trainable_targets.items():
+        value = getattr(model, name).detach()
+        parent_name, _, leaf = target.rpartition(".")
+        parent = operator.attrgetter(parent_name)(out) if parent_name else out
+        old = getattr(parent, leaf)
+        if name in codes_of:
+            _, scale_node, lo, hi = codes_of[name]
+            new = weight_codes(value, getattr(model, scale_node.target), lo, hi).to(old.dtype)
+        else:
+            new = value.to(old.dtype)
+        if isinstance(old, nn.Parameter):
+            new = nn.Parameter(new, requires_grad=False)
+        setattr(parent, leaf, new)
+    return out

@@ -1,0 +1,93 @@
+"""The integer-faithful model of a static int8 program against the ExecuTorch runtime: every output code equal
+(conv, fused ReLU, LeakyReLU and sigmoid tables, fixed-point add, mean, mul, concatenate, pixel shuffle outside
+the delegate), before and after training it, and its program files refuse a graph they were not trained for."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from quantsr.artifacts.cards import ArtifactError
+from quantsr.export.int8_program import (
+    codes_agreement,
+    export_int8_program,
+    load_program,
+    save_program,
+    static_int8_graph,
+)
+from quantsr.quant.int8_graph import _level_range, integer_faithful, write_back
+from quantsr.runtime.pte import PteModule
+
+
+class Mini(nn.Module):
+    """The op kinds of the shipped IMDN, small."""
+
+    def __init__(self, c: int = 8) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(3, c, 3, padding=1)
+        self.a = nn.Conv2d(c, c, 3, padding=1)
+        self.b = nn.Conv2d(c, c, 1)
+        self.gate = nn.Conv2d(c, c, 1)
+        self.tail = nn.Conv2d(2 * c, 12, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.head(x)
+        s = F.leaky_relu(self.a(f), 0.05) + torch.relu(self.b(f))
+        g = torch.sigmoid(self.gate(s.mean((2, 3), keepdim=True)))
+        return F.pixel_shuffle(self.tail(torch.cat([s * g, f], 1)), 2)
+
+
+def _inputs(seed: int, sides=((16, 16), (12, 20), (24, 9))):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(1, 3, h, w, generator=g) for h, w in sides]
+
+
+@pytest.fixture(scope="module")
+def converted():
+    torch.manual_seed(0)
+    return static_int8_graph(Mini().eval(), _inputs(1), max_side=32, min_side=8)
+
+
+def test_the_pte_computes_its_integer_faithful_model_code_for_code(converted, tmp_path):
+    result = export_int8_program(converted, tmp_path / "mini.pte", max_side=32, check_inputs=_inputs(2))
+    assert result["identical_fraction"] == 1.0 and result["max_levels"] == 0
+    pte, model = PteModule(tmp_path / "mini.pte"), integer_faithful(converted).eval()
+    with torch.no_grad():
+        for x in _inputs(3):
+            assert codes_agreement(pte(x), model(x)) == (1.0, 0)
+
+
+def test_training_the_integer_faithful_model_trains_the_program(converted, tmp_path):
+    model = integer_faithful(converted).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    target = F.interpolate(x, scale_factor=2, mode="nearest")
+    before = float(F.l1_loss(model(x), target))
+    for _ in range(3):
+        loss = F.l1_loss(model(x), target)
+        optimizer.zero_grad()
+        loss.backward()
+        assert all(p.grad is not None for p in model.parameters())
+        optimizer.step()
+    with torch.no_grad():
+        assert float(F.l1_loss(model(x), target)) < before
+    trained = write_back(model, converted)
+    result = export_int8_program(trained, tmp_path / "trained.pte", max_side=32, check_inputs=_inputs(5))
+    assert result["identical_fraction"] == 1.0
+    pte = PteModule(tmp_path / "trained.pte")
+    with torch.no_grad():
+        for probe in _inputs(6):
+            assert codes_agreement(pte(probe), model.eval()(probe)) == (1.0, 0)
+    # the program file: the trained constants, only loadable into the graph they were trained in
+    save_program(model, converted, tmp_path / "mini_int8.pt", {"note": "test"})
+    loaded = integer_faithful(load_program(tmp_path / "mini_int8.pt", converted)).eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    other = static_int8_graph(Mini().eval(), _inputs(7), max_side=32, min_side=8)  # other weights and scales
+    with pytest.raises(ArtifactError, match="another int8 graph"):
+        load_program(tmp_path / "mini_int8.pt", other)
+
+
+def test_weights_keep_the_bit_width_their_codes_have():
+    assert _level_range(torch.tensor([-8, 3, 7]), -128, 127) == (-8, 7)
+    assert _level_range(torch.tensor([-2, 1]), -128, 127) == (-2, 1)
+    assert _level_range(torch.tensor([-9, 7]), -127, 127) == (-127, 127)
