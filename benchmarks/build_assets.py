@@ -1,8 +1,10 @@
 """Turn finished `quantsr quantize` runs into the committed artifacts:
 
 * ``checkpoints/<arch>_x<scale>_w<b>a<b>.pt`` + ``.json`` (the low-bit checkpoint and its training model card),
-* ``quantsr/assets/<same>.pte`` + ``.pte.json`` (the embedded default models of ``quantsr upscale``, dynamic H/W,
-  verified against eager and scored on Set5 through the ExecuTorch runtime),
+* ``quantsr/assets/<same>.pte`` + ``.pte.json`` (the embedded default models of ``quantsr upscale``, dynamic H/W):
+  the static all-int8 program, with the fine-tuned constants of ``checkpoints/<same>_int8.pt`` when that file
+  exists (``benchmarks/int8_finetune.py``), checked code for code against its integer-faithful model on Set5 and
+  scored on Set5 through the ExecuTorch runtime (``--dynamic``: the older fp32-glue export instead),
 * ``exported/<same>.mlpackage`` and the FP32 ``.mlpackage`` of the teacher, with their sizes in
   ``benchmarks/results/coreml_sizes.json`` (the Core ML size bars).
 
@@ -31,6 +33,8 @@ def main() -> None:
                         "checkpoints/<name>.pt (with <name>.json beside)")
     parser.add_argument("--no-coreml", action="store_true")
     parser.add_argument("--no-pte", action="store_true", help="skip the embedded .pte files (slow to export)")
+    parser.add_argument("--dynamic", action="store_true",
+                        help="embed the fp32-glue export (dynamically quantized convs) instead of static int8")
     args = parser.parse_args()
     sizes = {}
     for run in map(Path, args.runs):
@@ -45,9 +49,11 @@ def main() -> None:
             shutil.copyfile(run / "model.pt", ROOT / "checkpoints" / f"{name}.pt")
             shutil.copyfile(run / "model_card.json", ROOT / "checkpoints" / f"{name}.json")
             print(f"checkpoints/{name}.pt")
+        program = ROOT / "checkpoints" / f"{name}_int8.pt"
+        static = {} if args.dynamic else {"quant": "static-int8", "program": program if program.is_file() else None}
         ptes = [] if args.no_pte else export_checkpoint(
             ROOT / "checkpoints" / f"{name}.pt", ROOT / "quantsr" / "assets", formats=("pte",),
-            stage=lambda s: print("  ", s, flush=True))
+            stage=lambda s: print("  ", s, flush=True), **static)
         for art in ptes:
             print(f"quantsr/assets/{art['file']}: {art['bytes']:,} bytes, Set5 {art['set5_psnr']} dB "
                   f"(eager {art['eager_set5_psnr']:.3f})")

@@ -1,6 +1,7 @@
 """What this CPU gives: XNNPACK fp32 vs static int8 convolution throughput at the layer shapes of the shipped IMDN,
-so a model's speed can be read as a fraction of what the hardware does; then each embedded ``.pte`` at the same
-input side, as GOP/s and as a fraction of the best int8 conv case.
+so a model's speed can be read as a fraction of what the hardware does, next to eager PyTorch fp32 (oneDNN) on the
+same chain, the denominator of the speed bars; then each embedded ``.pte`` at the same input side, as GOP/s and as
+a fraction of the best int8 conv case.
 
 Each case is a chain of ``--depth`` identical convolutions (+ReLU) at a fixed input shape, exported twice with
 ExecuTorch's XNNPACK delegate: fp32, and PT2E static int8 (per-channel symmetric weights, calibrated activations;
@@ -69,6 +70,7 @@ def main() -> None:
             model = chain(channels, kernel, args.depth)
             x = torch.rand(1, channels, args.side, args.side)
             programs = {q: export(model, x, q, Path(tmp) / f"{q}.pte") for q in ("fp32", "int8")}
+            programs["eager"] = torch.no_grad()(model.eval())  # oneDNN fp32: what the speed bar divides by
             set_runtime_threads(args.threads)
             times: dict[str, list[float]] = {q: [] for q in programs}
             for program in programs.values():
@@ -85,9 +87,11 @@ def main() -> None:
                 row[f"{q}_ms"] = 1e3 * statistics.median(values)
                 row[f"{q}_gops"] = 2 * macs / statistics.median(values) / 1e9
             row["int8_over_fp32"] = row["fp32_ms"] / row["int8_ms"]
+            row["int8_over_eager"] = row["eager_ms"] / row["int8_ms"]
             rows.append(row)
             print(f"{name:<8} fp32 {row['fp32_gops']:6.1f} GOP/s  int8 {row['int8_gops']:6.1f} GOP/s  "
-                  f"int8/fp32 {row['int8_over_fp32']:.2f}x", flush=True)
+                  f"eager {row['eager_gops']:6.1f} GOP/s  int8/fp32 {row['int8_over_fp32']:.2f}x  "
+                  f"int8/eager {row['int8_over_eager']:.2f}x", flush=True)
     shipped = []
     best_int8 = max(r["int8_gops"] for r in rows)
     for (scale, _bits), path in sorted(embedded_models().items()):

@@ -30,7 +30,7 @@ def test_deploy_bench_runs_every_variant(tmp_path):
     variants, scale = deploy_variants(tmp_path / "q.pt", tmp_path / "out", teacher=teacher, with_set5=False,
                                       calibration_side=16)
     names = [v.name for v in variants]
-    assert names[:5] == ["eager fp32", "pte fp32", "pte int8 PTQ", "pte QAT (dynamic)", "pte QAT (static)"]
+    assert names[:5] == ["eager fp32", "pte fp32", "pte QAT (dynamic)", "pte int8 PTQ", "pte QAT static int8"]
     rows = bench(variants, [16, 24], scale, rounds=2)
     assert len(rows) == 2 * len(variants) and all(r.median_ms > 0 and r.rss_mb > 0 for r in rows)
     assert all(r.bytes for r in rows if r.variant.startswith("pte"))

@@ -91,3 +91,13 @@ def test_weights_keep_the_bit_width_their_codes_have():
     assert _level_range(torch.tensor([-8, 3, 7]), -128, 127) == (-8, 7)
     assert _level_range(torch.tensor([-2, 1]), -128, 127) == (-2, 1)
     assert _level_range(torch.tensor([-9, 7]), -127, 127) == (-127, 127)
+
+
+def test_export_refuses_a_program_without_static_int8(tmp_path, capsys):
+    from quantsr.cli import main
+
+    rc = main(["export", str(tmp_path / "x.pt"), "--program", str(tmp_path / "p.pt"), "--quant", "learned",
+               "--out", str(tmp_path / "out")])
+    assert rc == 2 and "--quant static-int8" in capsys.readouterr().err
+    rc = main(["export", str(tmp_path / "x.pt"), "--quant", "static-int8", "--out", str(tmp_path / "out")])
+    assert rc == 1 and "no such checkpoint" in capsys.readouterr().err

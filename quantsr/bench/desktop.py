@@ -1,7 +1,9 @@
 """``quantsr bench``: one architecture, its deployment variants timed interleaved in one run.
 
-Variants: eager fp32 PyTorch (the FP teacher), ``.pte`` fp32, ``.pte`` int8 PTQ (observer-calibrated), ``.pte``
-from the QAT model (learned qparams), and, when onnxruntime is installed (``pip install onnxruntime onnxscript``),
+Variants: eager fp32 PyTorch (the FP teacher), ``.pte`` fp32, the QAT model's ``.pte`` with fp32 glue (learned
+qparams, convs dynamically quantized), static all-int8 ``.pte`` files (checked code for code against their
+integer-faithful models): the teacher's int8 PTQ, the QAT model's and, with ``--program``, its fine-tuned
+program; and, when onnxruntime is installed (``pip install onnxruntime onnxscript``),
 ONNX Runtime fp32 and int8 QDQ. For each: median latency and output megapixels/s at each input size, peak RSS
 of the process while it ran, file bytes, gzip bytes, ideal packed bytes (weights at their bit-width), Set5 PSNR.
 Rounds go variant by variant inside each round, so machine noise hits all variants alike.
@@ -113,16 +115,20 @@ def rows_to_json(rows: Sequence[BenchRow]) -> list[dict]:
 
 def deploy_variants(checkpoint: str | Path, out_dir: str | Path, *, teacher: nn.Module | None = None,
                     with_set5: bool = True, calibration_side: int = 64, reuse: bool = False,
+                    program: str | Path | None = None,
                     progress: Callable[[str], None] = lambda s: None) -> tuple[list[Variant], int]:
     """Build (export, load, score) the variants of one QAT checkpoint and its FP teacher (default: the public
     weights of the same architecture), or of an FP checkpoint alone (public weights too: eager, fp32 and int8 PTQ
     .pte, ONNX Runtime). Returns them and the scale. ``reuse``: keep the files and Set5 scores an earlier run left
     in ``out_dir`` (exports take minutes; time them again on a quiet machine without redoing them); scores are
-    reused only for files whose sha256 is unchanged."""
+    reused only for files whose sha256 is unchanged. ``program``: a fine-tuned int8 program of the QAT
+    checkpoint (``benchmarks/int8_finetune.py``), timed as one more static int8 variant."""
     from quantsr.checkpoints.load import load_model, load_model_and_info
+    from quantsr.export.int8_program import export_int8_program, load_program, static_int8_graph
     from quantsr.export.pipeline import calibration_inputs
     from quantsr.export.pte import export_pte
     from quantsr.runtime.pte import PteModule
+    from quantsr.runtime.upscale import min_side_of
 
     student, info = load_model_and_info(checkpoint)
     scale = info.scale
@@ -134,14 +140,9 @@ def deploy_variants(checkpoint: str | Path, out_dir: str | Path, *, teacher: nn.
     calib = calibration_inputs(scale, calibration_side)
     variants = [Variant("eager fp32", teacher.eval(), None, ideal_packed_bytes(teacher))]
     specs = [("pte fp32", teacher, {"quant": "fp32"}),
-             # baselines: a loose agreement check (int8 PTQ of IMDN agrees with eager fp32 at ~29 dB); the
-             # Set5 column reports what they cost
-             ("pte int8 PTQ", teacher, {"quant": "int8", "calibration": calib, "min_psnr": 20.0}),
-             ("pte QAT (dynamic)", student, {"quant": "learned", "activations": "dynamic"}),
-             ("pte QAT (static)", student, {"quant": "learned", "activations": "static", "calibration": calib,
-                                            "min_psnr": 20.0})]
+             ("pte QAT (dynamic)", student, {"quant": "learned", "activations": "dynamic"})]
     if info.recipe is None:
-        specs = specs[:2]
+        specs = specs[:1]
     for name, model, kwargs in specs:
         path = out_dir / (name.replace(" ", "_").replace("(", "").replace(")", "") + ".pte")
         if reuse and path.exists():
@@ -149,6 +150,24 @@ def deploy_variants(checkpoint: str | Path, out_dir: str | Path, *, teacher: nn.
         else:
             progress(f"export {name}")
             export_pte(model, path, input_size=(3, calibration_side, calibration_side), dynamic=True, **kwargs)
+        variants.append(Variant(name, PteModule(path), path, ideal_packed_bytes(model)))
+    # static all-int8 programs, checked code for code against their integer-faithful models: the int8 PTQ of the
+    # FP net (the baseline every low-bit model must beat), the QAT model's, and its fine-tuned program
+    statics = [("pte int8 PTQ", teacher, None)]
+    if info.recipe is not None:
+        statics.append(("pte QAT static int8", student, None))
+        if program is not None:
+            statics.append(("pte QAT static int8 fine-tuned", student, program))
+    for name, model, program_file in statics:
+        path = out_dir / (name.replace(" ", "_") + ".pte")
+        if reuse and path.exists():
+            progress(f"reuse {path}")
+        else:
+            progress(f"export {name}")
+            converted = static_int8_graph(model, calib, min_side=min_side_of(model))
+            if program_file is not None:
+                converted = load_program(program_file, converted)
+            export_int8_program(converted, path, min_side=min_side_of(model))
         variants.append(Variant(name, PteModule(path), path, ideal_packed_bytes(model)))
     variants.extend(_onnx_variants(teacher, out_dir, calib, progress, reuse))
     if with_set5:

@@ -203,8 +203,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from quantsr.artifacts.atomic import ensure_writable
     from quantsr.export.pipeline import FORMATS, export_checkpoint
 
+    if args.program and args.quant != "static-int8":
+        raise UsageError("--program is a fine-tuned static int8 program: add --quant static-int8")
     if not Path(args.checkpoint).is_file():
         raise FileNotFoundError(f"{args.checkpoint}: no such checkpoint")
+    if args.program and not Path(args.program).is_file():
+        raise FileNotFoundError(f"{args.program}: no such program file (--program)")
     ensure_writable(args.out, folder=True)  # before minutes of export, not after
     start = time.perf_counter()
 
@@ -213,7 +217,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     formats = FORMATS if args.format == "all" else (args.format,)
     cards = export_checkpoint(args.checkpoint, args.out, formats=formats, tile=args.tile, quant=args.quant,
-                              evaluate_set5=not args.no_eval, stage=stage)
+                              evaluate_set5=not args.no_eval, program=args.program, stage=stage)
     for card in cards:
         psnr = "" if card["set5_psnr"] is None else f", Set5 {card['set5_psnr']:.3f} dB ({card['set5_psnr_of']})"
         print(f"wrote {Path(args.out) / card['file']}: {card['bytes'] / 1e6:.3f} MB "
@@ -233,8 +237,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     def progress(message: str) -> None:
         print(f"[{time.perf_counter() - start:6.1f} s] {message}", flush=True)
 
+    if args.program and not Path(args.program).is_file():
+        raise FileNotFoundError(f"{args.program}: no such program file (--program)")
     variants, scale = deploy_variants(args.checkpoint, args.out, with_set5=not args.no_eval, reuse=args.reuse,
-                                      progress=progress)
+                                      program=args.program, progress=progress)
     rows = bench(variants, args.sizes, scale, rounds=args.rounds, progress=progress)
     print(table(rows))
     if args.json:

@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (torch and ExecuTorch)")
     p.add_argument("--reuse", action="store_true",
                    help="reuse the exports and Set5 scores of an earlier run in --out (time again, export once)")
+    p.add_argument("--program", help="a fine-tuned int8 program of the QAT checkpoint (benchmarks/int8_finetune.py), "
+                   "timed as one more static int8 variant")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("export", help="export a checkpoint to verified .pte / .mlpackage files with model cards")
@@ -156,8 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["pte", "coreml", "all"], default="pte")
     p.add_argument("--out", default="exported", help="output folder (default ./exported)")
     p.add_argument("--tile", type=int, help="fixed input side; default dynamic H/W for .pte, 64 for Core ML")
-    p.add_argument("--quant", choices=["learned", "int8", "fp32"],
-                   help="default: learned for a QAT checkpoint, fp32 otherwise")
+    p.add_argument("--quant", choices=["learned", "static-int8", "int8", "fp32"],
+                   help="default: learned for a QAT checkpoint, fp32 otherwise; static-int8: every tensor int8 "
+                   "(fastest on XNNPACK), checked code for code against its integer-faithful model")
+    p.add_argument("--program", help="with --quant static-int8: a fine-tuned int8 program file "
+                   "(benchmarks/int8_finetune.py, e.g. checkpoints/imdn_x4_w4a4_int8.pt)")
     p.add_argument("--no-eval", action="store_true", help="skip the Set5 PSNR of the artifact")
     p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (torch and ExecuTorch)")
     p.set_defaults(func=cmd_export)

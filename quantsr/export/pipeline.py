@@ -45,15 +45,36 @@ def calibration_inputs(scale: int, side: int, batches: int = 8) -> list[torch.Te
     return list(calibration_batches(data, batches))
 
 
+def _static_int8_pte(model: nn.Module, scale: int, path: Path, program: str | Path | None, max_side: int,
+                     stage: Callable[[str], None]) -> dict[str, Any]:
+    """A static all-int8 .pte (optionally with a fine-tuned program's constants), checked code for code against
+    its integer-faithful model on the Set5 LR images that fit."""
+    from quantsr.data.datasets import BenchmarkSet
+    from quantsr.data.image_io import to_tensor
+    from quantsr.export.int8_program import export_int8_program, load_program, static_int8_graph
+    from quantsr.runtime.upscale import min_side_of
+
+    stage("PT2E static int8 graph (calibrate)")
+    converted = static_int8_graph(model, calibration_inputs(scale, 64), max_side=max_side, min_side=min_side_of(model))
+    if program is not None:
+        converted = load_program(program, converted)
+    checks = [x for x in (to_tensor(im.lr) for im in BenchmarkSet.from_name("Set5", scale))
+              if max(x.shape[-2:]) <= max_side]
+    return export_int8_program(converted, path, max_side=max_side, min_side=min_side_of(model),
+                               check_inputs=checks, stage=stage)
+
+
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, formats: tuple[str, ...] = FORMATS,
                       tile: int | None = None, quant: str | None = None, evaluate_set5: bool = True,
-                      max_side: int = DEFAULT_PTE_MAX_SIDE,
+                      max_side: int = DEFAULT_PTE_MAX_SIDE, program: str | Path | None = None,
                       stage: Callable[[str], None] = lambda s: None) -> list[dict[str, Any]]:
     """Export a quantsr (or public) checkpoint to ``out_dir/<stem>.pte`` and/or ``<stem>.mlpackage`` with a
     ``.json`` card beside each. ``quant``: default ``learned`` for a QAT checkpoint, ``fp32`` otherwise.
     ``tile``: fixed input side (default: dynamic H/W up to ``max_side`` for .pte, 64 for Core ML; ExecuTorch
     plans memory for the largest shape, so ``max_side`` bounds the runtime's RSS: 320 covers 256-px tiles with
-    32-px margins and every Set5 image at x2-x4). Returns the cards."""
+    32-px margins and every Set5 image at x2-x4). ``quant="static-int8"``: the all-int8 program XNNPACK runs
+    fastest, checked code for code against its integer-faithful model; ``program``: a fine-tuned program file
+    for it (``benchmarks/int8_finetune.py``). Returns the cards."""
     from quantsr.checkpoints.load import load_model_and_info
     from quantsr.export.coreml import export_coreml
     from quantsr.export.pte import export_pte
@@ -67,6 +88,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, formats: t
                          "export models trained or quantized with quantsr")
     scale = info.scale
     quant = quant or ("learned" if info.recipe is not None else "fp32")
+    if program is not None and quant != "static-int8":
+        raise ValueError("a fine-tuned int8 program exports with --quant static-int8")
     out_dir = Path(out_dir)
     stem = checkpoint.stem if checkpoint.stem not in ("model", "best", "last") else checkpoint.parent.name
     eager_psnr = set5_psnr(model, scale) if evaluate_set5 else None
@@ -74,7 +97,24 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, formats: t
     for fmt in formats:
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}; choose from {FORMATS}")
-        if fmt == "pte":
+        if fmt == "pte" and quant == "static-int8":
+            if tile:
+                raise ValueError("static-int8 exports have dynamic H/W; leave --tile out")
+            path = out_dir / f"{stem}.pte"
+            result = _static_int8_pte(model, scale, path, program, max_side, stage)
+            psnr = set5_psnr(ArtifactModule(PteModule(path)), scale) if evaluate_set5 else None
+            extra = {"max_side": max_side, "min_side": result["min_side"],
+                     "delegated_fraction": round(result["delegated_nodes"] / max(
+                         1, result["delegated_nodes"] + result["non_delegated_nodes"]), 4),
+                     "non_delegated_ops": result["non_delegated_ops"],
+                     "identical_to_integer_faithful": round(result["identical_fraction"], 6),
+                     "max_levels_vs_integer_faithful": result["max_levels"],
+                     "program": None if program is None else Path(program).name,
+                     "eager_set5_psnr": eager_psnr}
+            card = artifact_card(path, model_name=info.model, scale=scale, model=model, backend="executorch-xnnpack",
+                                 quant=quant, input_shape=None, tile=None, set5_psnr=psnr,
+                                 psnr_source="the .pte through the ExecuTorch runtime", extra=extra)
+        elif fmt == "pte":
             path = out_dir / f"{stem}.pte"
             size = (3, tile, tile) if tile else (3, 64, 64)
             result = export_pte(model, path, quant=quant, input_size=size, dynamic=tile is None, stage=stage,
