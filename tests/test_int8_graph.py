@@ -14,7 +14,7 @@ from quantsr.export.int8_program import (
     save_program,
     static_int8_graph,
 )
-from quantsr.quant.int8_graph import _level_range, integer_faithful, write_back
+from quantsr.quant.int8_graph import integer_faithful, write_back
 from quantsr.runtime.pte import PteModule
 
 
@@ -87,12 +87,6 @@ def test_training_the_integer_faithful_model_trains_the_program(converted, tmp_p
         load_program(tmp_path / "mini_int8.pt", other)
 
 
-def test_weights_keep_the_bit_width_their_codes_have():
-    assert _level_range(torch.tensor([-8, 3, 7]), -128, 127) == (-8, 7)
-    assert _level_range(torch.tensor([-2, 1]), -128, 127) == (-2, 1)
-    assert _level_range(torch.tensor([-9, 7]), -127, 127) == (-127, 127)
-
-
 def test_export_refuses_a_program_without_static_int8(tmp_path, capsys):
     from quantsr.cli import main
 
@@ -101,3 +95,23 @@ def test_export_refuses_a_program_without_static_int8(tmp_path, capsys):
     assert rc == 2 and "--quant static-int8" in capsys.readouterr().err
     rc = main(["export", str(tmp_path / "x.pt"), "--quant", "static-int8", "--out", str(tmp_path / "out")])
     assert rc == 1 and "no such checkpoint" in capsys.readouterr().err
+
+
+def test_a_qat_model_becomes_a_static_int8_program_that_keeps_its_bits(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_export_pte import tiny_qat
+
+    from quantsr.quant.int8_sim import weight_codes
+
+    net = tiny_qat(bits=4)  # IMDN: learned 4-bit convs with tau shifts, channel attention, int8 head and tail
+    converted = static_int8_graph(net, _inputs(8), max_side=32, min_side=8)
+    program = integer_faithful(converted)
+    ranges = [(n.args[2], n.args[3]) for n in program.graph.nodes if n.target is weight_codes]
+    learned = sum(1 for m in net.modules() if hasattr(m, "act_quantizer"))
+    assert sum(r in ((-7, 8), (-8, 7)) for r in ranges) >= learned  # RBD 4-bit levels (sign-flipped or not)
+    assert (-127, 127) in ranges  # head and tail: int8
+    result = export_int8_program(converted, tmp_path / "qat.pte", max_side=32, check_inputs=_inputs(9))
+    assert result["identical_fraction"] == 1.0 and result["max_levels"] == 0

@@ -22,7 +22,7 @@ from torch import fx, nn
 
 from quantsr.artifacts.atomic import atomic_write
 from quantsr.artifacts.cards import ArtifactError, card_path
-from quantsr.quant.int8_graph import integer_faithful, write_back
+from quantsr.quant.int8_graph import LEVEL_RANGE_KEY, integer_faithful, write_back
 
 __all__ = ["PROGRAM_FORMAT", "codes_agreement", "export_int8_program", "load_program", "save_program",
            "static_int8_graph"]
@@ -53,6 +53,7 @@ def static_int8_graph(model: nn.Module, calibration: Sequence[torch.Tensor], *, 
     from quantsr.quant.layers import QConv2d
 
     model = model.cpu().eval()
+    qparams = {}
     if any(isinstance(m, QConv2d) for m in model.modules()):
         graph_model, qparams = to_deploy_model(model, "static")
         split_output_convs(graph_model, qparams)
@@ -67,7 +68,22 @@ def static_int8_graph(model: nn.Module, calibration: Sequence[torch.Tensor], *, 
         for batch in calibration:
             for x in batch.split(1):
                 prepared(x)
-    return convert_pt2e(prepared)
+    converted = convert_pt2e(prepared)
+    _mark_level_ranges(converted, qparams)
+    return converted
+
+
+def _mark_level_ranges(converted: fx.GraphModule, qparams: dict) -> None:
+    """Tell :func:`~quantsr.quant.int8_graph.integer_faithful` the trained level range of each learned weight
+    (RBD 4-bit: [-7, 8]); the graph itself declares them over the whole int8 range (deploy.py says why)."""
+    from quantsr.export.pt2e_quantizer import node_layer_name
+
+    for node in converted.graph.nodes:
+        if node.op == "call_function" and node.target == torch.ops.aten.conv2d.default:
+            qp = qparams.get(node_layer_name(node))
+            weight = node.args[1]
+            if qp is not None and isinstance(weight, fx.Node):
+                weight.meta[LEVEL_RANGE_KEY] = (qp.weight_qmin, qp.weight_qmax)
 
 
 def save_program(program: fx.GraphModule, converted: fx.GraphModule, path: str | Path,
@@ -101,6 +117,8 @@ def load_program(path: str | Path, converted: fx.GraphModule) -> fx.GraphModule:
         raise ArtifactError(f"{path} was trained for another int8 graph (scales or ops differ): rebuild it from "
                             "the same base checkpoint and calibration, or fine-tune again")
     out = copy.deepcopy(converted)
+    ranges = {n.args[0].target: n.meta.get(LEVEL_RANGE_KEY) for n in converted.graph.nodes
+              if n.op == "call_function" and n.target == torch.ops.quantized_decomposed.dequantize_per_channel.default}
     for target, value in payload["constants"].items():
         parent_name, _, leaf = target.rpartition(".")
         parent = _get(out, parent_name) if parent_name else out
@@ -108,6 +126,9 @@ def load_program(path: str | Path, converted: fx.GraphModule) -> fx.GraphModule:
         if old.shape != value.shape or old.dtype != value.dtype:
             raise ArtifactError(f"{path}: {target} is {tuple(value.shape)} {value.dtype} in the file, "
                                 f"{tuple(old.shape)} {old.dtype} in the graph")
+        bounds = ranges.get(target)
+        if bounds is not None and not bounds[0] <= int(value.min()) <= int(value.max()) <= bounds[1]:
+            raise ArtifactError(f"{path}: {target} holds codes outside its trained range {list(bounds)}")
         setattr(parent, leaf, nn.Parameter(value, requires_grad=False) if isinstance(old, nn.Parameter) else value)
     return out
 

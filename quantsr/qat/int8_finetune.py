@@ -58,11 +58,14 @@ class OutputDistillLoss(TeacherLoss):
 
 
 def program_signature(program: fx.GraphModule) -> str:
-    """A digest of every fixed quantity of an integer-faithful program (its ops, scales, zero points, ranges):
-    a saved state loads only into the program it was trained as."""
+    """A digest of the arithmetic of an integer-faithful program (its ops, scales, zero points, clamps): a saved
+    state loads only into the program it was trained as. The weights' training ranges are not part of it (the
+    loader checks the codes against them)."""
+    from quantsr.quant.int8_sim import weight_codes
+
     rows = []
     for node in program.graph.nodes:
-        if node.op == "call_function":
+        if node.op == "call_function" and node.target is not weight_codes:
             rows.append([getattr(node.target, "__name__", str(node.target))]
                         + [a if isinstance(a, (int, float, bool)) else None for a in node.args])
     return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]

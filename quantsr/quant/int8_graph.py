@@ -9,10 +9,11 @@ kernels, the fp32 islands such as IMDN's contrast statistic, the pixel shuffle o
 graph's own fp32 op between a dequantize and a quantize, as in the reference graph.
 
 Codes are float tensors holding integers, so the rewritten graph is differentiable: every rounding passes its
-gradient straight through, clamps mask it. Weights and biases become parameters (the weights fake-quantized
-per channel at their fixed scales, keeping the bit width their codes have), every activation scale and zero
-point stays fixed, so fine-tuning the rewritten graph trains exactly the int8 program the ``.pte`` runs, and
-:func:`write_back` puts the trained values into the converted graph for lowering."""
+gradient straight through, clamps mask it. Weights and biases become parameters; the weights are fake-quantized
+per channel at their fixed scales, within the level range their dequantize's ``LEVEL_RANGE_KEY`` meta states
+(4-bit RBD: [-7, 8]; else the graph's own). Every activation scale and zero point stays fixed, so fine-tuning the
+rewritten graph trains exactly the int8 program the ``.pte`` runs, and :func:`write_back` puts the trained values
+into the converted graph for lowering."""
 from __future__ import annotations
 
 import copy
@@ -37,6 +38,7 @@ __all__ = ["integer_faithful", "write_back"]
 
 _F32 = torch.float32
 QMIN, QMAX = -128, 127
+LEVEL_RANGE_KEY = "quantsr_level_range"  # node meta of a weight's dequantize: its trained (min, max) code
 _FUSED_ACTIVATIONS = (torch.ops.aten.relu.default, torch.ops.aten.relu_.default, torch.ops.aten.hardtanh.default,
                       torch.ops.aten.clamp.default)
 
@@ -55,15 +57,6 @@ def _is(node, target) -> bool:
 
 def _qparams(node: fx.Node) -> tuple[float, int]:
     return float(node.args[1]), int(node.args[2])
-
-
-def _level_range(codes: torch.Tensor, qmin: int, qmax: int) -> tuple[int, int]:
-    """The range a trained weight keeps: the smallest of 2, 3, 4 bits its codes fit, else the graph's own."""
-    lo, hi = int(codes.min()), int(codes.max())
-    for bits in (2, 3, 4):
-        if -(2 ** (bits - 1)) <= lo and hi <= 2 ** (bits - 1) - 1:
-            return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    return qmin, qmax
 
 
 class _Rewriter:
@@ -102,7 +95,7 @@ class _Rewriter:
             raise NotImplementedError(f"{node.name}: per-channel weights on axis {axis}")
         codes = self.old_value(w_attr)
         scales = self.old_value(s_attr).to(_F32)
-        lo, hi = _level_range(codes, int(qmin), int(qmax))
+        lo, hi = node.meta.get(LEVEL_RANGE_KEY, (int(qmin), int(qmax)))
         shape = (-1,) + (1,) * (codes.dim() - 1)
         weight = self.attr(codes.to(_F32) * scales.view(shape), "weight", str(w_attr.target), train=True)
         scale_node = self.attr(scales, "weight_scales")
