@@ -17,7 +17,8 @@ from quantsr.quant.recipe import RECIPE_VERSION, QuantRecipe, build_quantized_
 from quantsr.train.checkpoint import save_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMITTED = sorted((ROOT / "checkpoints").glob("*.pt"))
+COMMITTED = sorted(p for p in (ROOT / "checkpoints").glob("*.pt") if not p.stem.endswith("_int8"))
+PROGRAMS = sorted((ROOT / "checkpoints").glob("*_int8.pt"))
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
@@ -30,6 +31,21 @@ def test_committed_checkpoints_still_load(path):
     assert set(quantized_layers(model).values()) == {(info.recipe.w_bits, info.recipe.a_bits)}
     with pytest.raises(ValueError, match="is a x4 model; use --scale 4"):
         load_model(path, scale=2)
+
+
+@pytest.mark.parametrize("path", PROGRAMS, ids=lambda p: p.name)
+def test_committed_int8_programs_load_into_their_base_graph(path):
+    """Each fine-tuned program file rebuilds on its base checkpoint (same calibration, same arithmetic digest,
+    codes in their trained ranges) and is a clear error where a model checkpoint is expected."""
+    from quantsr.export.int8_program import load_program, static_int8_graph
+    from quantsr.export.pipeline import calibration_inputs
+    from quantsr.runtime.upscale import min_side_of
+
+    base = path.with_name(path.stem.removesuffix("_int8") + ".pt")
+    model, info = load_model_and_info(base)
+    load_program(path, static_int8_graph(model, calibration_inputs(info.scale, 64), min_side=min_side_of(model)))
+    with pytest.raises(ValueError, match="is a fine-tuned int8 program of .*--quant static-int8"):
+        load_model(path)
 
 
 def _tiny(tmp_path, meta, recipe=None):

@@ -60,6 +60,10 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise
     except Exception as exc:  # pickle / zip errors: report the file, not the internals
         raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+    if isinstance(obj, dict) and obj.get("kind") == "int8-program":
+        base = (obj.get("metadata") or {}).get("base_checkpoint", "its base checkpoint")
+        raise ValueError(f"{path} is a fine-tuned int8 program of {base}, not a model: export it with "
+                         f"`quantsr export {base} --quant static-int8 --program {path}`")
     meta = obj.get("metadata") if isinstance(obj, dict) else None
     return _unwrap_state_dict(obj, path), meta if isinstance(meta, dict) else {}
 
