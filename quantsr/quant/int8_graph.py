@@ -111,6 +111,8 @@ class _Rewriter:
             return None
         if producer.target in (torch.ops.aten.relu.default, torch.ops.aten.relu_.default):
             bounds = (0.0, None)
+        elif producer.target == torch.ops.aten.hardtanh.default:  # defaults: min -1, max 1
+            bounds = (tuple(producer.args[1:3]) + (-1.0, 1.0)[len(producer.args) - 1:])[:2]
         else:
             bounds = tuple(producer.args[1:3]) + (None,) * (3 - len(producer.args))
         codes = self.kernel(inner, scale, zero)
