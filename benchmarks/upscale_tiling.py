@@ -34,7 +34,7 @@ def main() -> None:
     rows = []
     for set_name in ("Set5", "Set14"):
         images = list(BenchmarkSet.from_name(set_name, 4))
-        whole = [calculate_psnr(cpu_upscale(im.lr, 4, runner, tile=1024), im.hr, 4) for im in images]
+        whole = [calculate_psnr(cpu_upscale(im.lr, 4, runner, tile=288), im.hr, 4) for im in images]
         for tile in args.tiles:
             tiled = [calculate_psnr(cpu_upscale(im.lr, 4, runner, tile=tile, overlap=args.overlap), im.hr, 4)
                      for im in images]
