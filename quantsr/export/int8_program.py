@@ -22,7 +22,14 @@ from torch import fx, nn
 
 from quantsr.artifacts.atomic import atomic_write
 from quantsr.artifacts.cards import ArtifactError, card_path
-from quantsr.quant.int8_graph import LEVEL_RANGE_KEY, integer_faithful, write_back
+from quantsr.quant.int8_graph import (
+    LEVEL_RANGE_KEY,
+    get_constant,
+    integer_faithful,
+    program_signature,
+    set_constant,
+    write_back,
+)
 
 __all__ = ["PROGRAM_FORMAT", "codes_agreement", "export_int8_program", "load_program", "save_program",
            "static_int8_graph"]
@@ -30,12 +37,6 @@ __all__ = ["PROGRAM_FORMAT", "codes_agreement", "export_int8_program", "load_pro
 PROGRAM_FORMAT = 1
 DEFAULT_MAX_SIDE = 320
 CALIBRATION_SIDE = 64
-
-
-def _dynamic_shapes(max_side: int, min_side: int):
-    h = torch.export.Dim("height", min=min_side, max=max_side)
-    w = torch.export.Dim("width", min=min_side, max=max_side)
-    return ({2: h, 3: w},)
 
 
 def _example(max_side: int) -> torch.Tensor:
@@ -46,10 +47,9 @@ def _example(max_side: int) -> torch.Tensor:
 def static_int8_graph(model: nn.Module, calibration: Sequence[torch.Tensor], *, max_side: int = DEFAULT_MAX_SIDE,
                       min_side: int = 8) -> fx.GraphModule:
     """The ``convert_pt2e`` graph of ``model`` as a static all-int8 program (dynamic H/W up to ``max_side``)."""
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
     from quantsr.export.deploy import split_output_convs, to_deploy_model
     from quantsr.export.pt2e_quantizer import LearnedQParamsQuantizer, int8_quantizer
+    from quantsr.export.pte import _dynamic_shapes, calibrate_and_convert
     from quantsr.quant.layers import QConv2d
 
     model = model.cpu().eval()
@@ -61,14 +61,8 @@ def static_int8_graph(model: nn.Module, calibration: Sequence[torch.Tensor], *, 
     else:
         graph_model, quantizer = split_output_convs(copy.deepcopy(model)), int8_quantizer()
     example = _example(max_side)
-    ep = torch.export.export(graph_model, (example,), dynamic_shapes=_dynamic_shapes(max_side, min_side))
-    prepared = prepare_pt2e(ep.module(), quantizer)
-    with torch.no_grad():
-        prepared(example)
-        for batch in calibration:
-            for x in batch.split(1):
-                prepared(x)
-    converted = convert_pt2e(prepared)
+    ep = torch.export.export(graph_model, (example,), dynamic_shapes=_dynamic_shapes(True, max_side, min_side))
+    converted = calibrate_and_convert(ep, quantizer, example, calibration)
     _mark_level_ranges(converted, qparams)
     return converted
 
@@ -89,27 +83,18 @@ def _mark_level_ranges(converted: fx.GraphModule, qparams: dict) -> None:
 def save_program(program: fx.GraphModule, converted: fx.GraphModule, path: str | Path,
                  metadata: dict[str, Any]) -> Path:
     """Write the trained constants of ``program`` (an integer-faithful module of ``converted``) to ``path``."""
-    from quantsr.qat.int8_finetune import program_signature
     from quantsr.train.checkpoint import save_atomic
 
     trained = write_back(program, converted)
-    constants = {target: _get(trained, target).detach().clone() for target in program.trainable_targets.values()}
+    constants = {target: get_constant(trained, target).detach().clone()
+                 for target in program.trainable_targets.values()}
     payload = {"format": PROGRAM_FORMAT, "kind": "int8-program", "signature": program_signature(program),
                "constants": constants, "metadata": metadata}
     return save_atomic(payload, path)
 
 
-def _get(module: nn.Module, target: str) -> torch.Tensor:
-    obj: Any = module
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def load_program(path: str | Path, converted: fx.GraphModule) -> fx.GraphModule:
     """``converted`` with the trained constants of the program file at ``path`` (checked against its signature)."""
-    from quantsr.qat.int8_finetune import program_signature
-
     payload = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(payload, dict) or payload.get("kind") != "int8-program":
         raise ArtifactError(f"{path} is not a quantsr int8 program file (made by benchmarks/int8_finetune.py)")
@@ -120,16 +105,14 @@ def load_program(path: str | Path, converted: fx.GraphModule) -> fx.GraphModule:
     ranges = {n.args[0].target: n.meta.get(LEVEL_RANGE_KEY) for n in converted.graph.nodes
               if n.op == "call_function" and n.target == torch.ops.quantized_decomposed.dequantize_per_channel.default}
     for target, value in payload["constants"].items():
-        parent_name, _, leaf = target.rpartition(".")
-        parent = _get(out, parent_name) if parent_name else out
-        old = getattr(parent, leaf)
+        old = get_constant(out, target)
         if old.shape != value.shape or old.dtype != value.dtype:
             raise ArtifactError(f"{path}: {target} is {tuple(value.shape)} {value.dtype} in the file, "
                                 f"{tuple(old.shape)} {old.dtype} in the graph")
         bounds = ranges.get(target)
         if bounds is not None and not bounds[0] <= int(value.min()) <= int(value.max()) <= bounds[1]:
             raise ArtifactError(f"{path}: {target} holds codes outside its trained range {list(bounds)}")
-        setattr(parent, leaf, nn.Parameter(value, requires_grad=False) if isinstance(old, nn.Parameter) else value)
+        set_constant(out, target, value)
     return out
 
 
@@ -149,20 +132,13 @@ def export_int8_program(converted: fx.GraphModule, path: str | Path, *, max_side
     ExecuTorch runtime and compare its output with the integer-faithful model on ``check_inputs`` (default: the
     calibration example): at least ``min_identical`` of the uint8 values equal and none more than
     ``max_levels`` apart, else the file is removed and :class:`~quantsr.export.pte.ExportMismatchError` raised."""
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
-    from quantsr.export.pte import ExportMismatchError, _delegation
-    from quantsr.runtime.pte import PteModule, register_quantized_kernels
+    from quantsr.export.pte import ExportMismatchError, _delegation, lower_to_pte
+    from quantsr.runtime.pte import PteModule
 
     start = time.perf_counter()
-    stage("torch.export")
     example = _example(max_side)
-    ep = torch.export.export(converted, (example,), dynamic_shapes=_dynamic_shapes(max_side, min_side))
-    stage("lower to XNNPACK")
-    edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
-    register_quantized_kernels()
-    program = edge.to_executorch()
+    program, edge = lower_to_pte(converted, example, dynamic=True, max_side=max_side, min_side=min_side,
+                                 stage=stage)
     delegated, non_delegated, ops = _delegation(edge)
     path = Path(path)
     card_path(path).unlink(missing_ok=True)

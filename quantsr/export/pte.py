@@ -25,7 +25,7 @@ from quantsr.artifacts.cards import DEFAULT_MIN_SIDE, ArtifactError, card_path
 from quantsr.runtime.pte import PteModule, register_quantized_kernels
 from quantsr.runtime.upscale import min_side_of
 
-__all__ = ["PteExport", "export_pte", "lower_to_pte", "output_psnr"]
+__all__ = ["PteExport", "calibrate_and_convert", "export_pte", "lower_to_pte", "output_psnr"]
 
 QUANT_KINDS = ("learned", "int8", "fp32")
 
@@ -73,6 +73,20 @@ def _dynamic_shapes(dynamic: bool, max_side: int, min_side: int):
     return ({2: h, 3: w},)
 
 
+def calibrate_and_convert(ep, quantizer, example: torch.Tensor, calibration: Iterable[torch.Tensor]):
+    """PT2E on an exported program: prepare with ``quantizer``, run ``example`` and every image of the
+    ``calibration`` batches (one at a time: the program takes one image), convert. Returns the converted graph."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    prepared = prepare_pt2e(ep.module(), quantizer)
+    with torch.no_grad():
+        prepared(example)
+        for batch in calibration:
+            for x in batch.split(1):
+                prepared(x)
+    return convert_pt2e(prepared)
+
+
 def lower_to_pte(model: nn.Module, example: torch.Tensor, *, quant: str = "fp32", quantizer=None,
                  calibration: Iterable[torch.Tensor] = (), dynamic: bool = False, max_side: int = 1024,
                  min_side: int = DEFAULT_MIN_SIDE, stage: Callable[[str], None] = lambda s: None):
@@ -87,18 +101,9 @@ def lower_to_pte(model: nn.Module, example: torch.Tensor, *, quant: str = "fp32"
     stage("torch.export")
     ep = torch.export.export(model, (example,), dynamic_shapes=dyn)
     if quant != "fp32":
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-        stage("PT2E prepare + calibrate")
-        prepared = prepare_pt2e(ep.module(), quantizer)
-        with torch.no_grad():
-            prepared(example)
-            for batch in calibration:
-                for x in batch.split(1):  # the program takes one image
-                    prepared(x)
-        stage("PT2E convert")
-        converted = convert_pt2e(prepared)
-        ep = torch.export.export(converted, (example,), dynamic_shapes=dyn)
+        stage("PT2E prepare + calibrate + convert")
+        ep = torch.export.export(calibrate_and_convert(ep, quantizer, example, calibration), (example,),
+                                 dynamic_shapes=dyn)
     stage("lower to XNNPACK")
     edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
     register_quantized_kernels()  # q/dq ops left outside the delegate need their out-variants

@@ -7,8 +7,6 @@ the ``.pte`` the model that was trained, instead of a model that saw fp32 glue a
 Like :class:`~quantsr.train.trainer.Trainer`, it receives its program, teacher and data as arguments."""
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,9 +17,10 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from quantsr.data.datasets import BenchmarkSet
+from quantsr.quant.int8_graph import program_signature
 from quantsr.train.trainer import TeacherLoss, TrainConfig, Trainer, TrainHistory
 
-__all__ = ["Int8FinetuneRecipe", "OutputDistillLoss", "finetune_int8", "program_signature"]
+__all__ = ["Int8FinetuneRecipe", "OutputDistillLoss", "finetune_int8"]
 
 
 @dataclass(frozen=True)
@@ -55,20 +54,6 @@ class OutputDistillLoss(TeacherLoss):
                 target = teacher(lr)
             loss = loss + self.weight * F.l1_loss(sr, target)
         return loss
-
-
-def program_signature(program: fx.GraphModule) -> str:
-    """A digest of the arithmetic of an integer-faithful program (its ops, scales, zero points, clamps): a saved
-    state loads only into the program it was trained as. The weights' training ranges are not part of it (the
-    loader checks the codes against them)."""
-    from quantsr.quant.int8_sim import weight_codes
-
-    rows = []
-    for node in program.graph.nodes:
-        if node.op == "call_function" and node.target is not weight_codes:
-            rows.append([getattr(node.target, "__name__", str(node.target))]
-                        + [a if isinstance(a, (int, float, bool)) else None for a in node.args])
-    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
 
 
 def finetune_int8(program: fx.GraphModule, teacher: nn.Module, data, recipe: Int8FinetuneRecipe, *,

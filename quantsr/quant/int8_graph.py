@@ -17,6 +17,8 @@ into the converted graph for lowering."""
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import operator
 
 import torch
@@ -34,7 +36,7 @@ from quantsr.quant.int8_sim import (
     weight_codes,
 )
 
-__all__ = ["integer_faithful", "write_back"]
+__all__ = ["LEVEL_RANGE_KEY", "get_constant", "integer_faithful", "program_signature", "set_constant", "write_back"]
 
 _F32 = torch.float32
 QMIN, QMAX = -128, 127
@@ -53,6 +55,20 @@ def _qd():
 
 def _is(node, target) -> bool:
     return isinstance(node, fx.Node) and node.op == "call_function" and node.target == target
+
+
+def get_constant(module: nn.Module, target: str) -> torch.Tensor:
+    """The tensor at a dotted attribute path (a get_attr target) of ``module``."""
+    return operator.attrgetter(target)(module)
+
+
+def set_constant(module: nn.Module, target: str, value: torch.Tensor) -> None:
+    """Replace the tensor at ``target``, keeping it a (frozen) parameter if it was one."""
+    parent_name, _, leaf = target.rpartition(".")
+    parent = operator.attrgetter(parent_name)(module) if parent_name else module
+    if isinstance(getattr(parent, leaf), nn.Parameter):
+        value = nn.Parameter(value, requires_grad=False)
+    setattr(parent, leaf, value)
 
 
 def _qparams(node: fx.Node) -> tuple[float, int]:
@@ -81,10 +97,7 @@ class _Rewriter:
         return self.graph.get_attr(name)
 
     def old_value(self, node: fx.Node) -> torch.Tensor:
-        obj = self.old
-        for part in str(node.target).split("."):
-            obj = getattr(obj, part)
-        return obj
+        return get_constant(self.old, str(node.target))
 
     def call(self, fn, *args) -> fx.Node:
         return self.graph.call_function(fn, tuple(args))
@@ -133,7 +146,7 @@ class _Rewriter:
             bias = None
             if len(args) > 2 and args[2] is not None:
                 bias = self.attr(self.old_value(args[2]), "bias", str(args[2].target), train=True)
-            rest = list(args[3:]) + [1, 0, 1, 1][len(args) - 3:] if len(args) > 3 else [1, 0, 1, 1]
+            rest = list(args[3:]) + [1, 0, 1, 1][len(args) - 3:]  # stride, padding, dilation, groups defaults
             return self.call(conv_codes, x, sx, zx, w, ws, bias, scale, zero, *rest)
         if (_is(producer, torch.ops.aten.add.Tensor) or _is(producer, torch.ops.aten.mul.Tensor)) \
                 and len(args) == 2 and all(a in self.codes for a in args) and not producer.kwargs:
@@ -206,15 +219,20 @@ def write_back(model: fx.GraphModule, converted: fx.GraphModule) -> fx.GraphModu
                 if n.op == "call_function" and n.target is weight_codes}
     for name, target in model.trainable_targets.items():
         value = getattr(model, name).detach()
-        parent_name, _, leaf = target.rpartition(".")
-        parent = operator.attrgetter(parent_name)(out) if parent_name else out
-        old = getattr(parent, leaf)
         if name in codes_of:
             _, scale_node, lo, hi = codes_of[name]
-            new = weight_codes(value, getattr(model, scale_node.target), lo, hi).to(old.dtype)
-        else:
-            new = value.to(old.dtype)
-        if isinstance(old, nn.Parameter):
-            new = nn.Parameter(new, requires_grad=False)
-        setattr(parent, leaf, new)
+            value = weight_codes(value, getattr(model, scale_node.target), lo, hi)
+        set_constant(out, target, value.to(get_constant(out, target).dtype))
     return out
+
+
+def program_signature(program: fx.GraphModule) -> str:
+    """A digest of the arithmetic of an integer-faithful program (its ops, scales, zero points, clamps): a saved
+    state loads only into the program it was trained as. The weights' training ranges are not part of it (the
+    loader checks the codes against them)."""
+    rows = []
+    for node in program.graph.nodes:
+        if node.op == "call_function" and node.target is not weight_codes:
+            rows.append([getattr(node.target, "__name__", str(node.target))]
+                        + [a if isinstance(a, (int, float, bool)) else None for a in node.args])
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]

@@ -90,9 +90,9 @@ def mean_codes(x: torch.Tensor, x_scale: float, x_zero: int, y_scale: float, y_z
     """XNNPACK's qs8 global average pooling: the exact sum of raw codes, ``m = fl(fl(s_x/s_y) fl(1/N))``,
     ``z' = fl(z_y - fl(N z_x) m)``, ``rne(fl(fl(S) m) + z')``."""
     n = x.shape[-1] * x.shape[-2]
-    total = x.to(torch.float64).sum(dim=(2, 3), keepdim=True).to(_F32)
-    if x.requires_grad:
-        total = total.detach() + (x.sum(dim=(2, 3), keepdim=True) - x.sum(dim=(2, 3), keepdim=True).detach())
+    exact = x.detach().to(torch.float64).sum(dim=(2, 3), keepdim=True).to(_F32)
+    smooth = x.to(_F32).sum(dim=(2, 3), keepdim=True)
+    total = smooth + (exact - smooth).detach()
     m = ((_f32(x_scale) / _f32(y_scale)).to(_F32) * (1.0 / torch.tensor(float(n), dtype=_F32)).to(_F32)).to(_F32)
     shift = (y_zero - (torch.tensor(float(n), dtype=_F32) * x_zero).to(_F32) * m).to(_F32)
     return torch.clamp(round_ste((total * m).to(_F32) + shift), QMIN, QMAX)
