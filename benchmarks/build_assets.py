@@ -6,7 +6,9 @@
   exists (``benchmarks/int8_finetune.py``), checked code for code against its integer-faithful model on Set5 and
   scored on Set5 through the ExecuTorch runtime (``--dynamic``: the older fp32-glue export instead),
 * ``exported/<same>.mlpackage`` and the FP32 ``.mlpackage`` of the teacher, with their sizes in
-  ``benchmarks/results/coreml_sizes.json`` (the Core ML size bars).
+  ``benchmarks/results/coreml_sizes.json`` (the Core ML size bars), and ``exported/int8_activations/<same>
+  .mlpackage``, the same static int8 program as the ``.pte`` with int8 activations (iOS 18, 4-bit weights; size
+  under ``<same>_int8_activations``).
 
     .venv/bin/python benchmarks/build_assets.py runs/imdn_w4a4_1200 runs/imdn_w2a2_1200
     .venv/bin/python benchmarks/build_assets.py checkpoints/imdn_x4_w4a4.pt checkpoints/imdn_x4_w2a2.pt --no-pte
@@ -68,6 +70,12 @@ def main() -> None:
                                                quantize_rest=False).bytes
             print(f"exported/{name}.mlpackage: {sizes[name]:,} bytes = {100 * sizes[name] / sizes[teacher]:.1f}% "
                   f"of the FP32 package ({sizes[teacher]:,})")
+            if not args.dynamic:
+                a8 = export_checkpoint(ROOT / "checkpoints" / f"{name}.pt", ROOT / "exported" / "int8_activations",
+                                       formats=("coreml",), **static)[0]
+                sizes[f"{name}_int8_activations"] = a8["bytes"]
+                print(f"exported/int8_activations/{name}.mlpackage: {a8['bytes']:,} bytes, weights {a8['weight_bits']}"
+                      f" (bits: tensors), Set5 {a8['set5_psnr']} dB (integer-faithful model)")
     if sizes:
         write_text_atomic(json.dumps(sizes, indent=1), ROOT / "benchmarks" / "results" / "coreml_sizes.json")
 

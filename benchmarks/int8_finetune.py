@@ -3,6 +3,10 @@ write the program file the embedded ``.pte`` is built from.
 
     .venv/bin/python benchmarks/int8_finetune.py checkpoints/imdn_x4_w4a4.pt [--iterations 1500]
         [--max-train-minutes 40] [--out checkpoints/imdn_x4_w4a4_int8.pt] [--run-dir runs/int8_imdn_x4_w4a4]
+        [--init-program checkpoints/imdn_x4_w4a4_int8.pt]
+
+``--init-program`` continues from the constants of an earlier program file of the same graph (a further stage of
+training with its own run dir); the new file's metadata then adds the earlier stages' budget to its own.
 
 Resumable: run it again with the same settings and it continues from ``RUN_DIR/last.pt``. The program file
 records the base checkpoint's sha256, the recipe, iterations, CPU seconds and the Set5/Set14 PSNR of the
@@ -21,7 +25,7 @@ import torch
 from quantsr.checkpoints.load import load_model, load_model_and_info
 from quantsr.data.datasets import BenchmarkSet, PatchDataset, default_data_root
 from quantsr.eval.evaluate import evaluate
-from quantsr.export.int8_program import save_program, static_int8_graph
+from quantsr.export.int8_program import PROGRAM_FORMAT, load_program, save_program, static_int8_graph
 from quantsr.export.pipeline import calibration_inputs
 from quantsr.qat.int8_finetune import Int8FinetuneRecipe, finetune_int8
 from quantsr.quant.int8_graph import integer_faithful
@@ -45,13 +49,28 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     parser.add_argument("--run-dir", default=None)
     parser.add_argument("--val-every", type=int, default=250)
+    parser.add_argument("--init-program", default=None, help="start from this program file's constants")
     args = parser.parse_args()
     torch.manual_seed(0)
     checkpoint = Path(args.checkpoint)
     out = Path(args.out or checkpoint.with_name(checkpoint.stem + "_int8.pt"))
     run_dir = Path(args.run_dir or ROOT / "runs" / f"int8_{checkpoint.stem}")
+    if args.init_program and Path(args.init_program).resolve() == out.resolve():
+        parser.error(f"--out {out} would overwrite --init-program: write to another file")
+    if args.iterations == 0 and not args.init_program:
+        parser.error("--iterations 0 re-saves an --init-program: give one")
     model, info = load_model_and_info(checkpoint)
     converted = static_int8_graph(model, calibration_inputs(info.scale, 64), min_side=min_side_of(model))
+    stages: list[dict] = []  # the earlier trainings of the program this run starts from, oldest first
+    if args.init_program:
+        payload = torch.load(args.init_program, map_location="cpu", weights_only=False)
+        init, old_format = payload["metadata"], payload["format"] == 1
+        stages = init.get("earlier_stages", []) + [{k: init[k] for k in (
+            "recipe", "best_iteration", "iterations_run", "train_seconds_total", "psnr_after", "resaved")
+            if k in init}]
+        if old_format:  # its calibration numbers were not saved: take this machine's, and say so
+            print(f"{args.init_program} is format 1: its constants now run on this machine's calibration", flush=True)
+        converted = load_program(args.init_program, converted, rebase=old_format)
     program = integer_faithful(converted)
     sets = ["Set5", "Set14"]
     before = psnr(program, info.scale, sets)
@@ -62,6 +81,12 @@ def main() -> None:
     data = PatchDataset([root / "T91", root / "BSD200"], info.scale, lr_patch=recipe.lr_patch,
                         batch_size=recipe.batch_size, seed=recipe.seed)
     start_cpu, start = time.process_time(), time.perf_counter()
+    if args.iterations == 0:  # re-save an earlier program file in the current format
+        save_program(program, converted, out, {**init, "resaved": {
+            "from_format": payload["format"], "as_format": PROGRAM_FORMAT, "on_this_machines_calibration": old_format,
+            "psnr_here": before}})
+        print(f"wrote {out}", flush=True)
+        return
     history = finetune_int8(program, teacher, data, recipe, val_sets=[BenchmarkSet.from_name("Set5", info.scale)],
                             out_dir=run_dir, val_every=args.val_every,
                             max_train_seconds=args.max_train_minutes * 60 if args.max_train_minutes else None)
@@ -77,6 +102,9 @@ def main() -> None:
         "cpu_seconds_this_run": round(time.process_time() - start_cpu, 1),
         "wall_seconds_this_run": round(time.perf_counter() - start, 1), "machine": platform.machine(),
         "threads": torch.get_num_threads(), "device": "cpu", "psnr_before": before, "psnr_after": after,
+        "earlier_stages": stages,
+        "train_seconds_all_stages": round(history.data_seconds + history.step_seconds
+                                          + sum(st.get("train_seconds_total", 0) for st in stages), 1),
     }
     save_program(program, converted, out, metadata)
     print(f"wrote {out}", flush=True)

@@ -71,7 +71,8 @@ def test_export_cli_writes_verified_artifacts_and_cards(tmp_path):
 
 
 def _run_mil(path, x: np.ndarray) -> np.ndarray:
-    """A small fp32 interpreter (torch ops) for the MIL ops of an exported IMDN, to run a package on Linux."""
+    """A small fp32 interpreter (torch ops) for the MIL ops of an exported IMDN (int8 activations included), to
+    run a package on Linux."""
     import coremltools as ct
     import coremltools.optimize as cto
     import torch.nn.functional as F
@@ -110,6 +111,15 @@ def _run_mil(path, x: np.ndarray) -> np.ndarray:
             out = torch.cat([env[v] for v in op.inputs["values"]], dim=int(c["axis"]))
         elif op.op_type == "pixel_shuffle":
             out = F.pixel_shuffle(t["x"], int(c["upscale_factor"]))
+        elif op.op_type == "quantize":  # round half to even, as torch and Core ML do
+            zero = 0 if op.zero_point is None else int(np.asarray(op.zero_point.val))
+            lo, hi = (-128, 127) if op.output_dtype.val == "int8" else (0, 255)
+            out = torch.clamp(torch.round(env[op.input] / float(op.scale.val)) + zero, lo, hi)
+        elif op.op_type == "dequantize":
+            zero = 0 if op.zero_point is None else int(np.asarray(op.zero_point.val))
+            out = (env[op.input] - zero) * float(op.scale.val)
+        elif op.op_type == "cast":  # fp32 I/O around the fp16 program: interpreted in fp32 throughout
+            out = t["x"]
         elif op.op_type == "split":
             for v, o in zip(op.outputs, torch.split(t["x"], [int(s) for s in c["split_sizes"]], int(c["axis"]))):
                 env[v] = o
@@ -151,3 +161,29 @@ def test_coreml_program_is_compact_and_computes_the_deploy_model(tmp_path, bits)
     with torch.no_grad():
         want = to_deploy_model(net, "dynamic")[0](x).numpy()
     np.testing.assert_allclose(_run_mil(out.path, x.numpy()), want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("target", ["iOS17", "iOS18"])
+def test_int8_activation_package_holds_and_computes_the_static_int8_program(tmp_path, target):
+    """W8A8 Core ML: the program's codes and qparams, 4-bit low-bit weights on iOS 18, and (interpreted) what the
+    integer-faithful model of the program computes, to within float rounding of the scales."""
+    from coremltools.models.utils import load_spec
+
+    from quantsr.export.coreml_int8 import export_coreml_int8
+    from quantsr.export.int8_program import static_int8_graph
+    from quantsr.quant.int8_graph import integer_faithful
+
+    net = tiny_qat(bits=4)
+    g = torch.Generator().manual_seed(1)
+    converted = static_int8_graph(net, [torch.rand(1, 3, 24, 24, generator=g) for _ in range(3)], max_side=64)
+    out = export_coreml_int8(converted, tmp_path / "m.mlpackage", input_size=(3, 24, 24), target=target)
+    assert out.codes_exact and out.qparams_exact and out.activation_quantizers > 20
+    learned = len([m for m in net.modules() if type(m).__name__ == "QConv2d"])
+    # IMDN's split output convs make more 4-bit tensors than learned layers
+    assert (out.weight_bits.get("4", 0) >= learned) if target == "iOS18" else "4" not in out.weight_bits
+    assert load_spec(str(out.path)).specificationVersion == (8 if target == "iOS17" else 9)
+    x = torch.rand(1, 3, 24, 24, generator=g)
+    with torch.no_grad():
+        want = integer_faithful(converted).eval()(x).numpy()
+    got = _run_mil(out.path, x.numpy())
+    assert np.mean(np.abs(got - want) < 1.5 / 255) > 0.95 and np.abs(got - want).max() < 0.1

@@ -1,6 +1,7 @@
 """The integer-faithful model of a static int8 program against the ExecuTorch runtime: every output code equal
 (conv, fused ReLU, LeakyReLU and sigmoid tables, fixed-point add, mean, mul, concatenate, pixel shuffle outside
-the delegate), before and after training it, and its program files refuse a graph they were not trained for."""
+the delegate), before and after training it, and its program files restore the arithmetic they were trained as
+(refusing a graph of other ops)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,13 @@ class Mini(nn.Module):
         s = F.leaky_relu(self.a(f), 0.05) + torch.relu(self.b(f))
         g = torch.sigmoid(self.gate(s.mean((2, 3), keepdim=True)))
         return F.pixel_shuffle(self.tail(torch.cat([s * g, f], 1)), 2)
+
+
+class MiniNoGate(Mini):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.head(x)
+        s = F.leaky_relu(self.a(f), 0.05) + torch.relu(self.b(f))
+        return F.pixel_shuffle(self.tail(torch.cat([s, f], 1)), 2)
 
 
 def _inputs(seed: int, sides=((16, 16), (12, 20), (24, 9))):
@@ -82,9 +90,19 @@ def test_training_the_integer_faithful_model_trains_the_program(converted, tmp_p
     loaded = integer_faithful(load_program(tmp_path / "mini_int8.pt", converted)).eval()
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
-    other = static_int8_graph(Mini().eval(), _inputs(7), max_side=32, min_side=8)  # other weights and scales
+    # another calibration (here: other weights and data; in practice another machine's last bits) is replaced by
+    # the file's numbers, so the program is the trained one exactly
+    recalibrated = static_int8_graph(Mini().eval(), _inputs(7), max_side=32, min_side=8)
+    assert integer_faithful(recalibrated).eval()(x).ne(model(x)).any()
+    loaded = integer_faithful(load_program(tmp_path / "mini_int8.pt", recalibrated)).eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
     with pytest.raises(ArtifactError, match="another int8 graph"):
-        load_program(tmp_path / "mini_int8.pt", other)
+        load_program(tmp_path / "mini_int8.pt", static_int8_graph(MiniNoGate().eval(), _inputs(7), max_side=32))
+    payload = torch.load(tmp_path / "mini_int8.pt", weights_only=False)
+    torch.save({**payload, "format": 1}, tmp_path / "old_int8.pt")
+    with pytest.raises(ArtifactError, match="format 1.*--init-program"):
+        load_program(tmp_path / "old_int8.pt", converted)
 
 
 def test_export_refuses_a_program_without_static_int8(tmp_path, capsys):
@@ -95,6 +113,9 @@ def test_export_refuses_a_program_without_static_int8(tmp_path, capsys):
     assert rc == 2 and "--quant static-int8" in capsys.readouterr().err
     rc = main(["export", str(tmp_path / "x.pt"), "--quant", "static-int8", "--out", str(tmp_path / "out")])
     assert rc == 1 and "no such checkpoint" in capsys.readouterr().err
+    for flags in (["--format", "coreml"], ["--quant", "static-int8"]):  # int8 activations need both
+        rc = main(["export", str(tmp_path / "x.pt"), "--coreml-target", "iOS17", *flags, "--out", str(tmp_path)])
+        assert rc == 2 and "--quant static-int8 --format coreml" in capsys.readouterr().err
 
 
 def test_a_qat_model_becomes_a_static_int8_program_that_keeps_its_bits(tmp_path):

@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(fastest on XNNPACK), checked code for code against its integer-faithful model")
     p.add_argument("--program", help="with --quant static-int8: a fine-tuned int8 program file "
                    "(benchmarks/int8_finetune.py, e.g. checkpoints/imdn_x4_w4a4_int8.pt)")
+    p.add_argument("--coreml-target", choices=["iOS17", "iOS18"], default=None,
+                   help="with --quant static-int8 --format coreml (int8 activations, W8A8): iOS18 stores low-bit "
+                   "weights at 4 bits, iOS17 at 8 (default iOS18)")
     p.add_argument("--no-eval", action="store_true", help="skip the Set5 PSNR of the artifact")
     p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (torch and ExecuTorch)")
     p.set_defaults(func=cmd_export)

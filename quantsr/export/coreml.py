@@ -279,6 +279,23 @@ def _compact(mlmodel, track: list[str]):
     return out, {n: renamed.get(n, n) for n in track}
 
 
+def save_verified_package(mlmodel, path: str | Path, verify: Callable[[Path], None]) -> Path:
+    """Save ``mlmodel`` at ``path`` atomically: into a temp folder beside it, ``verify(saved_path)`` (raises to
+    reject it), then a rename over any earlier package."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        mlmodel.save(str(tmp / path.name))
+        verify(tmp / path.name)
+        if path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        (tmp / path.name).rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
 def _decompressed_consts(path: Path) -> dict[str, np.ndarray]:
     """Every const tensor of a saved mlpackage after decompression (palettized/quantized weights expanded)."""
     import coremltools as ct
@@ -339,23 +356,15 @@ def export_coreml(model: nn.Module, path: str | Path, *, input_size: tuple[int, 
     # palettization renames a const NAME to NAME_palettized
     mlmodel, mil_names = _compact(mlmodel, [n + "_palettized" for n in trained])
     stage("save")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        mlmodel.save(str(tmp / path.name))
+
+    def verify(saved: Path) -> None:
         stage("reload and compare decompressed weights")
-        consts = _decompressed_consts(tmp / path.name)
-        bad = [n for n, w in trained.items()
-               if not np.array_equal(consts.get(mil_names[n + "_palettized"]), w)]
+        consts = _decompressed_consts(saved)
+        bad = [n for n, w in trained.items() if not np.array_equal(consts.get(mil_names[n + "_palettized"]), w)]
         if bad:
             raise RuntimeError(f"decompressed Core ML weights differ from the trained ones: {bad[:4]}")
-        exact = not bad
-        if path.exists():
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        (tmp / path.name).rename(path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    path = save_verified_package(mlmodel, path, verify)
     palettized = {n: len(np.unique(w)) for n, w in trained.items()}
-    return CoreMLExport(path, package_bytes(path), palettized, int8_layers, bool(trained) and exact,
+    return CoreMLExport(path, package_bytes(path), palettized, int8_layers, bool(trained),
                         {learned[n]: mil_names[n + "_palettized"] for n in trained})

@@ -6,9 +6,11 @@ model (issue 13; the arithmetic in docs/integer_faithful.md).
   clamped to the b-bit range); head, tail and glue get calibrated static int8.
 * An FP model gets plain observer-calibrated static int8 (PTQ), the comparison every low-bit model must beat.
 
-A *program file* (``*_int8.pt``) holds only what training changed: the converted graph's weight codes and
-biases, with the signature of the graph they belong to; the graph itself is rebuilt from the base checkpoint
-(deterministic calibration) and refused if it no longer has that signature."""
+A *program file* (``*_int8.pt``) holds what defines the program's arithmetic: the converted graph's trained
+weight codes and biases, its activation qparams (every numeric argument of its ops) and its fixed tensors
+(per-channel weight scales). The graph's ops are rebuilt from the base checkpoint; the file's numbers replace the
+calibration's, whose last bits differ between machines and thread counts (format 1 depended on them), and the
+result must have the file's signature, the digest of the arithmetic the program was trained as."""
 from __future__ import annotations
 
 import copy
@@ -34,7 +36,7 @@ from quantsr.quant.int8_graph import (
 __all__ = ["PROGRAM_FORMAT", "codes_agreement", "export_int8_program", "load_program", "save_program",
            "static_int8_graph"]
 
-PROGRAM_FORMAT = 1
+PROGRAM_FORMAT = 2
 DEFAULT_MAX_SIDE = 320
 CALIBRATION_SIDE = 64
 
@@ -80,32 +82,59 @@ def _mark_level_ranges(converted: fx.GraphModule, qparams: dict) -> None:
                 weight.meta[LEVEL_RANGE_KEY] = (qp.weight_qmin, qp.weight_qmax)
 
 
+def _numeric_args(converted: fx.GraphModule) -> dict[str, list]:
+    """Node name -> [op name, its numeric arguments] for every op of ``converted`` that has any (the activation
+    qparams of quantize/dequantize, clamp bounds, slopes)."""
+    out = {}
+    for node in converted.graph.nodes:
+        numbers = [a for a in node.args if isinstance(a, (int, float)) and not isinstance(a, bool)]
+        if node.op == "call_function" and numbers:
+            out[node.name] = [getattr(node.target, "__name__", str(node.target)), numbers]
+    return out
+
+
+def _with_numeric_args(converted: fx.GraphModule, saved: dict[str, list], path: Path) -> None:
+    """Replace, in place, the numeric arguments of ``converted``'s ops with the ones saved in a program file."""
+    here = _numeric_args(converted)
+    if {k: v[0] for k, v in here.items()} != {k: v[0] for k, v in saved.items()}:
+        raise ArtifactError(f"{path} was trained for another int8 graph (its ops differ): rebuild it from the same "
+                            "base checkpoint, or fine-tune again")
+    for node in converted.graph.nodes:
+        if node.name in saved:
+            numbers = iter(saved[node.name][1])
+            node.args = tuple(next(numbers) if isinstance(a, (int, float)) and not isinstance(a, bool) else a
+                              for a in node.args)
+    converted.recompile()
+
+
+def _fixed_tensors(converted: fx.GraphModule, trainable: set[str]) -> dict[str, torch.Tensor]:
+    return {n.target: get_constant(converted, n.target).detach().clone() for n in converted.graph.nodes
+            if n.op == "get_attr" and n.target not in trainable
+            and isinstance(get_constant(converted, n.target), torch.Tensor)}
+
+
 def save_program(program: fx.GraphModule, converted: fx.GraphModule, path: str | Path,
                  metadata: dict[str, Any]) -> Path:
-    """Write the trained constants of ``program`` (an integer-faithful module of ``converted``) to ``path``."""
+    """Write the trained constants of ``program`` (an integer-faithful module of ``converted``) and the numbers
+    that fix ``converted``'s arithmetic to ``path``."""
     from quantsr.train.checkpoint import save_atomic
 
     trained = write_back(program, converted)
-    constants = {target: get_constant(trained, target).detach().clone()
-                 for target in program.trainable_targets.values()}
+    targets = set(program.trainable_targets.values())
+    constants = {target: get_constant(trained, target).detach().clone() for target in targets}
     payload = {"format": PROGRAM_FORMAT, "kind": "int8-program", "signature": program_signature(program),
-               "constants": constants, "metadata": metadata}
+               "constants": constants, "numeric_args": _numeric_args(converted),
+               "fixed": _fixed_tensors(converted, targets), "metadata": metadata}
     return save_atomic(payload, path)
 
 
-def load_program(path: str | Path, converted: fx.GraphModule) -> fx.GraphModule:
-    """``converted`` with the trained constants of the program file at ``path`` (checked against its signature)."""
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(payload, dict) or payload.get("kind") != "int8-program":
-        raise ArtifactError(f"{path} is not a quantsr int8 program file (made by benchmarks/int8_finetune.py)")
-    if payload.get("signature") != program_signature(integer_faithful(converted)):
-        raise ArtifactError(f"{path} was trained for another int8 graph (scales or ops differ): rebuild it from "
-                            "the same base checkpoint and calibration, or fine-tune again")
-    out = copy.deepcopy(converted)
-    ranges = {n.args[0].target: n.meta.get(LEVEL_RANGE_KEY) for n in converted.graph.nodes
-              if n.op == "call_function" and n.target == torch.ops.quantized_decomposed.dequantize_per_channel.default}
-    for target, value in payload["constants"].items():
-        old = get_constant(out, target)
+def _set_checked(out: fx.GraphModule, tensors: dict[str, torch.Tensor], path: Path,
+                 ranges: dict[str, tuple[int, int] | None]) -> None:
+    for target, value in tensors.items():
+        try:
+            old = get_constant(out, target)
+        except AttributeError:
+            raise ArtifactError(f"{path} was trained for another int8 graph (it has no {target})") from None
         if old.shape != value.shape or old.dtype != value.dtype:
             raise ArtifactError(f"{path}: {target} is {tuple(value.shape)} {value.dtype} in the file, "
                                 f"{tuple(old.shape)} {old.dtype} in the graph")
@@ -113,6 +142,32 @@ def load_program(path: str | Path, converted: fx.GraphModule) -> fx.GraphModule:
         if bounds is not None and not bounds[0] <= int(value.min()) <= int(value.max()) <= bounds[1]:
             raise ArtifactError(f"{path}: {target} holds codes outside its trained range {list(bounds)}")
         set_constant(out, target, value)
+
+
+def load_program(path: str | Path, converted: fx.GraphModule, *, rebase: bool = False) -> fx.GraphModule:
+    """A copy of ``converted`` with the arithmetic and trained constants of the program file at ``path``.
+
+    ``rebase`` (for format-1 files, which hold no qparams) keeps ``converted``'s own calibrated numbers and takes
+    only the file's trained constants: a program close to, but not bit for bit, the one that was trained."""
+    path = Path(path)
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(payload, dict) or payload.get("kind") != "int8-program":
+        raise ArtifactError(f"{path} is not a quantsr int8 program file (made by benchmarks/int8_finetune.py)")
+    fmt = payload.get("format")
+    if fmt not in (1, PROGRAM_FORMAT) or (fmt == 1 and not rebase):
+        raise ArtifactError(f"{path} is an int8 program file of format {fmt}; this quantsr reads format "
+                            f"{PROGRAM_FORMAT} (re-save it: benchmarks/int8_finetune.py --init-program {path} "
+                            "--iterations 0)")
+    out = copy.deepcopy(converted)
+    ranges = {n.args[0].target: n.meta.get(LEVEL_RANGE_KEY) for n in converted.graph.nodes
+              if n.op == "call_function" and n.target == torch.ops.quantized_decomposed.dequantize_per_channel.default}
+    if not rebase:
+        _with_numeric_args(out, payload["numeric_args"], path)
+        _set_checked(out, payload["fixed"], path, {})
+    _set_checked(out, payload["constants"], path, ranges)
+    if not rebase and payload.get("signature") != program_signature(integer_faithful(out)):
+        raise ArtifactError(f"{path} was trained for another int8 graph (scales or ops differ): rebuild it from "
+                            "the same base checkpoint, or fine-tune again")
     return out
 
 

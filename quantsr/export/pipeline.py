@@ -45,28 +45,35 @@ def calibration_inputs(scale: int, side: int, batches: int = 8) -> list[torch.Te
     return list(calibration_batches(data, batches))
 
 
-def _static_int8_pte(model: nn.Module, scale: int, path: Path, program: str | Path | None, max_side: int,
-                     stage: Callable[[str], None]) -> dict[str, Any]:
-    """A static all-int8 .pte (optionally with a fine-tuned program's constants), checked code for code against
-    its integer-faithful model on the Set5 LR images that fit."""
-    from quantsr.data.datasets import BenchmarkSet
-    from quantsr.data.image_io import to_tensor
-    from quantsr.export.int8_program import export_int8_program, load_program, static_int8_graph
+def _static_int8_program(model: nn.Module, scale: int, program: str | Path | None, max_side: int,
+                         stage: Callable[[str], None]):
+    """The static all-int8 graph of ``model`` (with a fine-tuned program file's arithmetic and constants)."""
+    from quantsr.export.int8_program import load_program, static_int8_graph
     from quantsr.runtime.upscale import min_side_of
 
     stage("PT2E static int8 graph (calibrate)")
     converted = static_int8_graph(model, calibration_inputs(scale, 64), max_side=max_side, min_side=min_side_of(model))
-    if program is not None:
-        converted = load_program(program, converted)
+    return converted if program is None else load_program(program, converted)
+
+
+def _static_int8_pte(converted, min_side: int, scale: int, path: Path, max_side: int,
+                     stage: Callable[[str], None]) -> dict[str, Any]:
+    """A static all-int8 .pte, checked code for code against its integer-faithful model on the Set5 LR images
+    that fit."""
+    from quantsr.data.datasets import BenchmarkSet
+    from quantsr.data.image_io import to_tensor
+    from quantsr.export.int8_program import export_int8_program
+
     checks = [x for x in (to_tensor(im.lr) for im in BenchmarkSet.from_name("Set5", scale))
               if max(x.shape[-2:]) <= max_side]
-    return export_int8_program(converted, path, max_side=max_side, min_side=min_side_of(model),
-                               check_inputs=checks, stage=stage)
+    return export_int8_program(converted, path, max_side=max_side, min_side=min_side, check_inputs=checks,
+                               stage=stage)
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, formats: tuple[str, ...] = FORMATS,
                       tile: int | None = None, quant: str | None = None, evaluate_set5: bool = True,
                       max_side: int = DEFAULT_PTE_MAX_SIDE, program: str | Path | None = None,
+                      coreml_target: str = "iOS18",
                       stage: Callable[[str], None] = lambda s: None) -> list[dict[str, Any]]:
     """Export a quantsr (or public) checkpoint to ``out_dir/<stem>.pte`` and/or ``<stem>.mlpackage`` with a
     ``.json`` card beside each. ``quant``: default ``learned`` for a QAT checkpoint, ``fp32`` otherwise.
@@ -74,7 +81,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, formats: t
     plans memory for the largest shape, so ``max_side`` bounds the runtime's RSS: 320 covers 256-px tiles with
     32-px margins and every Set5 image at x2-x4). ``quant="static-int8"``: the all-int8 program XNNPACK runs
     fastest, checked code for code against its integer-faithful model; ``program``: a fine-tuned program file
-    for it (``benchmarks/int8_finetune.py``). Returns the cards."""
+    for it (``benchmarks/int8_finetune.py``); with the ``coreml`` format it gives a package with int8 activations
+    (W8A8, low-bit weights at 4 bits for ``coreml_target="iOS18"``) of the same program. Returns the cards."""
     from quantsr.checkpoints.load import load_model_and_info
     from quantsr.export.coreml import export_coreml
     from quantsr.export.pte import export_pte
@@ -93,15 +101,18 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, formats: t
     out_dir = Path(out_dir)
     stem = checkpoint.stem if checkpoint.stem not in ("model", "best", "last") else checkpoint.parent.name
     eager_psnr = set5_psnr(model, scale) if evaluate_set5 else None
+    converted = None
+    if quant == "static-int8":
+        if tile and "pte" in formats:
+            raise ValueError("static-int8 exports have dynamic H/W; leave --tile out")
+        converted = _static_int8_program(model, scale, program, max_side, stage)
     cards = []
     for fmt in formats:
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}; choose from {FORMATS}")
         if fmt == "pte" and quant == "static-int8":
-            if tile:
-                raise ValueError("static-int8 exports have dynamic H/W; leave --tile out")
             path = out_dir / f"{stem}.pte"
-            result = _static_int8_pte(model, scale, path, program, max_side, stage)
+            result = _static_int8_pte(converted, min_side_of(model), scale, path, max_side, stage)
             psnr = set5_psnr(ArtifactModule(PteModule(path)), scale) if evaluate_set5 else None
             extra = {"max_side": max_side, "min_side": result["min_side"],
                      "delegated_fraction": round(result["delegated_nodes"] / max(
@@ -129,6 +140,10 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, formats: t
             card = artifact_card(path, model_name=info.model, scale=scale, model=model, backend="executorch-xnnpack",
                                  quant=quant, input_shape=None if tile is None else list(size), tile=tile,
                                  set5_psnr=psnr, psnr_source="the .pte through the ExecuTorch runtime", extra=extra)
+        elif quant == "static-int8":
+            path = out_dir / f"{stem}.mlpackage"
+            card = _coreml_int8_card(converted, model, info.model, scale, path, tile or 64, coreml_target, program,
+                                     evaluate_set5, stage)
         else:
             path = out_dir / f"{stem}.mlpackage"
             side = tile or 64
@@ -141,3 +156,20 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, formats: t
         write_text_atomic(json.dumps(card, indent=1), path.with_name(path.name + ".json"))
         cards.append(card)
     return cards
+
+
+def _coreml_int8_card(converted, model: nn.Module, model_name: str, scale: int, path: Path, side: int, target: str,
+                      program: str | Path | None, evaluate_set5: bool, stage: Callable[[str], None]) -> dict[str, Any]:
+    from quantsr.export.coreml_int8 import export_coreml_int8
+    from quantsr.quant.int8_graph import integer_faithful
+
+    result = export_coreml_int8(converted, path, input_size=(3, side, side), target=target, stage=stage)
+    psnr = set5_psnr(integer_faithful(converted).eval(), scale) if evaluate_set5 else None
+    extra = {"minimum_deployment_target": target, "activations": "int8", "compute_precision": "float16",
+             "activation_quantizers": result.activation_quantizers, "weight_bits": result.weight_bits,
+             "codes_exact": result.codes_exact, "qparams_exact": result.qparams_exact,
+             "program": None if program is None else Path(program).name}
+    return artifact_card(path, model_name=model_name, scale=scale, model=model, backend="coreml",
+                         quant="static-int8", input_shape=[3, side, side], tile=side, set5_psnr=psnr,
+                         psnr_source="the integer-faithful model of the same program (Core ML prediction needs "
+                                     "macOS; the package computes it in float16)", extra=extra)
