@@ -199,6 +199,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_program_file(program: str | None) -> None:
+    """Fail in a second, not after minutes of export, when --program names no file."""
+    if program and not Path(program).is_file():
+        raise FileNotFoundError(f"{program}: no such program file (--program)")
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from quantsr.artifacts.atomic import ensure_writable
     from quantsr.export.pipeline import FORMATS, export_checkpoint
@@ -210,8 +216,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                          "--format coreml")
     if not Path(args.checkpoint).is_file():
         raise FileNotFoundError(f"{args.checkpoint}: no such checkpoint")
-    if args.program and not Path(args.program).is_file():
-        raise FileNotFoundError(f"{args.program}: no such program file (--program)")
+    _check_program_file(args.program)
     ensure_writable(args.out, folder=True)  # before minutes of export, not after
     start = time.perf_counter()
 
@@ -241,8 +246,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     def progress(message: str) -> None:
         print(f"[{time.perf_counter() - start:6.1f} s] {message}", flush=True)
 
-    if args.program and not Path(args.program).is_file():
-        raise FileNotFoundError(f"{args.program}: no such program file (--program)")
+    _check_program_file(args.program)
     variants, scale = deploy_variants(args.checkpoint, args.out, with_set5=not args.no_eval, reuse=args.reuse,
                                       program=args.program, progress=progress)
     rows = bench(variants, args.sizes, scale, rounds=args.rounds, progress=progress)
