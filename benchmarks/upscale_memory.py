@@ -2,7 +2,7 @@
 resize, then saved at quality 90) upscaled x4 to 16000x12000 by the command-line tool in a child process, whose
 resident set (with its children) is sampled with psutil every 50 ms.
 
-    .venv/bin/python benchmarks/upscale_memory.py [--size 4000 3000] [--bits 4] [--format png]
+    .venv/bin/python benchmarks/upscale_memory.py [--size 4000 3000] [--bits 4] [--format png] [--model X.pte]
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--bits", type=int, default=4)
     parser.add_argument("--format", default="png", choices=["png", "jpg"])
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "upscale_memory.json"))
+    parser.add_argument("--model", default=None, help="a .pte instead of the embedded model (e.g. another max_side)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "large.jpg"
@@ -45,6 +46,7 @@ def main() -> None:
             src, quality=90)
         dst = Path(tmp) / f"large_x4.{args.format}"
         cmd = [sys.executable, "-m", "quantsr", "upscale", str(src), str(dst), "--bits", str(args.bits)]
+        cmd += ["--model", args.model] if args.model else []
         start = time.perf_counter()
         child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         proc, peak = psutil.Process(child.pid), 0
@@ -59,6 +61,7 @@ def main() -> None:
         with Image.open(dst) as im:
             out_size = im.size
         row = {"input": list(args.size), "output": list(out_size), "bits": args.bits, "format": args.format,
+               "model": args.model or "embedded",
                "peak_rss_mb": peak / 2**20, "seconds": seconds, "output_bytes": dst.stat().st_size,
                "command": " ".join(["quantsr", *cmd[3:]])}
     print(f"{args.size[0]}x{args.size[1]} -> {out_size[0]}x{out_size[1]}: peak RSS {row['peak_rss_mb']:.0f} MiB, "

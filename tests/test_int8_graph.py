@@ -113,6 +113,8 @@ def test_export_refuses_a_program_without_static_int8(tmp_path, capsys):
     assert rc == 2 and "--quant static-int8" in capsys.readouterr().err
     rc = main(["export", str(tmp_path / "x.pt"), "--quant", "static-int8", "--out", str(tmp_path / "out")])
     assert rc == 1 and "no such checkpoint" in capsys.readouterr().err
+    rc = main(["export", str(tmp_path / "x.pt"), "--max-side", "256", "--tile", "64", "--out", str(tmp_path)])
+    assert rc == 2 and "give one of them" in capsys.readouterr().err
     (tmp_path / "x.pt").write_bytes(b"")
     for command in (["export", "--quant", "static-int8"], ["bench"]):  # a missing program fails before any work
         rc = main([command[0], str(tmp_path / "x.pt"), *command[1:], "--program", str(tmp_path / "p.pt"),

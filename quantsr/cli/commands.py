@@ -214,6 +214,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.coreml_target and (args.quant != "static-int8" or args.format == "pte"):
         raise UsageError("--coreml-target is for Core ML packages with int8 activations: add --quant static-int8 "
                          "--format coreml")
+    if args.max_side and args.tile:
+        raise UsageError("--max-side bounds a dynamic .pte; --tile makes a fixed one: give one of them")
     if not Path(args.checkpoint).is_file():
         raise FileNotFoundError(f"{args.checkpoint}: no such checkpoint")
     _check_program_file(args.program)
@@ -226,7 +228,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     formats = FORMATS if args.format == "all" else (args.format,)
     cards = export_checkpoint(args.checkpoint, args.out, formats=formats, tile=args.tile, quant=args.quant,
                               evaluate_set5=not args.no_eval, program=args.program,
-                              coreml_target=args.coreml_target or "iOS18", stage=stage)
+                              coreml_target=args.coreml_target or "iOS18", stage=stage,
+                              **({"max_side": args.max_side} if args.max_side else {}))
     for card in cards:
         psnr = "" if card["set5_psnr"] is None else f", Set5 {card['set5_psnr']:.3f} dB ({card['set5_psnr_of']})"
         print(f"wrote {Path(args.out) / card['file']}: {card['bytes'] / 1e6:.3f} MB "

@@ -163,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(fastest on XNNPACK), checked code for code against its integer-faithful model")
     p.add_argument("--program", help="with --quant static-int8: a fine-tuned int8 program file "
                    "(benchmarks/int8_finetune.py, e.g. checkpoints/imdn_x4_w4a4_int8.pt)")
+    p.add_argument("--max-side", type=_positive_int, default=None,
+                   help="largest input side a dynamic .pte accepts (default 320); XNNPACK's memory grows with it")
     p.add_argument("--coreml-target", choices=["iOS17", "iOS18"], default=None,
                    help="with --quant static-int8 --format coreml (int8 activations, W8A8): iOS18 stores low-bit "
                    "weights at 4 bits, iOS17 at 8 (default iOS18)")
