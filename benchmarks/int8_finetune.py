@@ -27,6 +27,7 @@ from quantsr.data.datasets import BenchmarkSet, PatchDataset, default_data_root
 from quantsr.eval.evaluate import evaluate
 from quantsr.export.int8_program import PROGRAM_FORMAT, load_program, save_program, static_int8_graph
 from quantsr.export.pipeline import calibration_inputs
+from quantsr.export.pt2e_quantizer import recommended_int8_config
 from quantsr.qat.int8_finetune import Int8FinetuneRecipe, finetune_int8
 from quantsr.quant.int8_graph import integer_faithful
 from quantsr.runtime.upscale import min_side_of
@@ -42,7 +43,9 @@ def psnr(program: torch.nn.Module, scale: int, sets: list[str]) -> dict[str, flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint")
+    parser.add_argument("checkpoint", help="a QAT checkpoint, or an FP one (public weights need --model/--scale)")
+    parser.add_argument("--model", default=None, help="architecture of a public FP checkpoint")
+    parser.add_argument("--scale", type=int, default=None)
     parser.add_argument("--iterations", type=int, default=Int8FinetuneRecipe.iterations)
     parser.add_argument("--lr", type=float, default=Int8FinetuneRecipe.lr)
     parser.add_argument("--max-train-minutes", type=float, default=None)
@@ -59,8 +62,10 @@ def main() -> None:
         parser.error(f"--out {out} would overwrite --init-program: write to another file")
     if args.iterations == 0 and not args.init_program:
         parser.error("--iterations 0 re-saves an --init-program: give one")
-    model, info = load_model_and_info(checkpoint)
-    converted = static_int8_graph(model, calibration_inputs(info.scale, 64), min_side=min_side_of(model))
+    model, info = load_model_and_info(checkpoint, model=args.model, scale=args.scale)
+    # an FP model: its int8 PTQ program, fitted to the FP model itself (calibration by distillation)
+    ptq = recommended_int8_config(info.model, info.scale) if info.recipe is None else None
+    converted = static_int8_graph(model, calibration_inputs(info.scale, 64), min_side=min_side_of(model), ptq=ptq)
     stages: list[dict] = []  # the earlier trainings of the program this run starts from, oldest first
     if args.init_program:
         payload = torch.load(args.init_program, map_location="cpu", weights_only=False)
@@ -75,7 +80,7 @@ def main() -> None:
     sets = ["Set5", "Set14"]
     before = psnr(program, info.scale, sets)
     print(f"static int8 program before fine-tuning: {before}", flush=True)
-    teacher = load_model(model=info.model, scale=info.scale)
+    teacher = model if info.recipe is None else load_model(model=info.model, scale=info.scale)
     recipe = Int8FinetuneRecipe(iterations=args.iterations, lr=args.lr)
     root = default_data_root() / "train"
     data = PatchDataset([root / "T91", root / "BSD200"], info.scale, lr_patch=recipe.lr_patch,

@@ -73,3 +73,24 @@ class _no_warning:
     def __exit__(self, *exc):
         self._catch.__exit__(*exc)
         return False
+
+
+DYNAMIC_LIMITS = {"swinir_s": "its window padding leaves guards torch.export cannot solve for dynamic H/W"}
+
+
+@pytest.mark.parametrize("name, scale", [
+    pytest.param(n, s, marks=pytest.mark.xfail(reason=DYNAMIC_LIMITS[n], strict=True)) if n in DYNAMIC_LIMITS
+    else (n, s) for n, s in MODEL_SCALES])
+def test_torch_export_with_dynamic_height_and_width(name, scale):
+    """What every `.pte` export asks for: H and W as export-time dims from the model's minimum side up; a model
+    that bakes a float scale factor into a guard (F.interpolate(scale_factor=...)) fails here."""
+    from quantsr.export.pte import _dynamic_shapes
+    from quantsr.models.registry import get_descriptor
+
+    model = create_model(name, scale=scale).eval()
+    side = max(get_descriptor(name).min_side, 16)
+    x = torch.rand(1, 3, side, side + 8)
+    exported = torch.export.export(model, (x,), dynamic_shapes=_dynamic_shapes(True, 64, side))
+    other = torch.rand(1, 3, side + 8, side)
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(other), model(other), atol=1e-5, rtol=1e-5)

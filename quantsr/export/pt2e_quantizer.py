@@ -13,24 +13,78 @@ try its 4-bit packing, which exists for linear layers only (docs/deploy.md, "Lea
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import torch
 from torch.fx import GraphModule, Node
 
 from quantsr.export.deploy import LayerQParams
 
-__all__ = ["LearnedQParamsQuantizer", "int8_quantizer", "node_layer_name"]
+__all__ = ["Int8PTQConfig", "LearnedQParamsQuantizer", "int8_quantizer", "recommended_int8_config", "node_layer_name"]
 
 CONV_OR_LINEAR = {torch.ops.aten.conv2d.default, torch.ops.aten.convolution.default, torch.ops.aten.linear.default}
 
 
-def int8_quantizer():
-    """XNNPACK static int8 with per-channel symmetric weights and histogram-observed activations."""
+ACT_OBSERVERS = ("histogram", "minmax")
+
+
+@dataclass(frozen=True)
+class Int8PTQConfig:
+    """How an FP model becomes a static int8 program (PT2E, XNNPACK): see :func:`int8_quantizer`. The defaults
+    are stock ExecuTorch's."""
+
+    act_observer: str = "histogram"
+    float_modules: tuple[str, ...] = ()
+    float_nodes: tuple[str, ...] = ()  # op names of the torch.export graph, e.g. "add_12"
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if self.act_observer not in ACT_OBSERVERS:
+            raise ValueError(f"act_observer must be one of {ACT_OBSERVERS}, got {self.act_observer!r}")
+        object.__setattr__(self, "float_modules", tuple(self.float_modules))
+        object.__setattr__(self, "float_nodes", tuple(self.float_nodes))
+
+
+# Per-architecture departures from the stock settings, found with benchmarks/int8_sensitivity.py.
+_RECOMMENDED_INT8: dict[str, Int8PTQConfig] = {}
+
+
+def recommended_int8_config(model: str, scale: int) -> Int8PTQConfig:
+    """The int8 PTQ settings the library recommends for a registered architecture (stock ExecuTorch's, real
+    calibration images only, unless a sensitivity probe found better)."""
+    return _RECOMMENDED_INT8.get(model, Int8PTQConfig())
+
+
+def int8_quantizer(act_observer: str = "histogram", float_modules: Sequence[str] = (),
+                   float_nodes: Sequence[str] = ()):
+    """XNNPACK static int8 with per-channel symmetric weights. ``act_observer``: ``"histogram"`` (stock
+    ExecuTorch: the range that minimises the L2 error of the observed histogram) or ``"minmax"`` (the whole
+    observed range). ``float_modules`` (module names) and ``float_nodes`` (op names of the exported graph) are
+    left fp32. The stock annotators of cat and mean ignore such filters: those ops stay int8."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
 
-    return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    Int8PTQConfig(act_observer, tuple(float_modules), tuple(float_nodes))  # validates
+    config = get_symmetric_quantization_config(is_per_channel=True)
+    if act_observer == "minmax":
+        from dataclasses import replace
+
+        from torchao.quantization.pt2e.observer import MinMaxObserver
+
+        spec = replace(config.input_activation, observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
+        config = replace(config, input_activation=spec, output_activation=spec)
+    quantizer = XNNPACKQuantizer().set_global(config)
+    if float_modules or float_nodes:
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_module_name_filter
+
+        in_float = [get_module_name_filter(name) for name in float_modules]
+        names = set(float_nodes)
+        quantizer.set_filter_function(lambda node: node.op != "call_function" or (
+            node.name not in names and not any(f(node) for f in in_float)))
+    return quantizer
 
 
 def _fixed_weight_spec(scale: float, channels: int):

@@ -74,16 +74,17 @@ def _dynamic_shapes(dynamic: bool, max_side: int, min_side: int):
 
 
 def calibrate_and_convert(ep, quantizer, example: torch.Tensor, calibration: Iterable[torch.Tensor]):
-    """PT2E on an exported program: prepare with ``quantizer``, run ``example`` and every image of the
-    ``calibration`` batches (one at a time: the program takes one image), convert. Returns the converted graph."""
+    """PT2E on an exported program: prepare with ``quantizer``, run every image of the ``calibration`` batches
+    (one at a time: the program takes one image), convert. Returns the converted graph. ``example`` is observed
+    only when there is no calibration data (a quantizer whose qparams are all fixed): a random input has ranges
+    several times wider than real images', and observing it cost the int8 PTQ of IMDN x4 0.6 dB on Set5."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     prepared = prepare_pt2e(ep.module(), quantizer)
+    images = [x for batch in calibration for x in batch.split(1)] or [example]
     with torch.no_grad():
-        prepared(example)
-        for batch in calibration:
-            for x in batch.split(1):
-                prepared(x)
+        for x in images:
+            prepared(x)
     return convert_pt2e(prepared)
 
 

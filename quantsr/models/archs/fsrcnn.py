@@ -37,7 +37,9 @@ class FSRCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ycbcr = self.color.rgb_to_ycbcr(x)
         y = self.conv_last(self.body(self.act_first(self.conv_first(ycbcr[:, :1]))))
-        cbcr = F.interpolate(ycbcr[:, 1:], scale_factor=self.scale, mode="bicubic", align_corners=False)
+        # an output size, not a scale factor: a float factor leaves torch.export a guard no dynamic H/W satisfies
+        size = (x.shape[2] * self.scale, x.shape[3] * self.scale)
+        cbcr = F.interpolate(ycbcr[:, 1:], size=size, mode="bicubic", align_corners=False)
         return self.color.ycbcr_to_rgb(torch.cat([y, cbcr], dim=1))
 
     def example_inputs(self) -> tuple[torch.Tensor]:

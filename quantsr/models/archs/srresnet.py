@@ -57,7 +57,9 @@ class MSRResNet(nn.Module):
         if self.upconv2 is not None:
             out = self.lrelu(self.pixel_shuffle(self.upconv2(out)))
         out = self.conv_last(self.lrelu(self.conv_hr(out)))
-        base = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        # an output size, not a scale factor: a float factor leaves torch.export a guard no dynamic H/W satisfies
+        base = F.interpolate(x, size=(x.shape[2] * self.scale, x.shape[3] * self.scale), mode="bilinear",
+                             align_corners=False)
         return out + base
 
     def example_inputs(self) -> tuple[torch.Tensor]:

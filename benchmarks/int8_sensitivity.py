@@ -1,0 +1,87 @@
+"""Which tensors make int8 PTQ of an FP net lossy (issue 14): stock ExecuTorch PT2E static int8 (XNNPACK quantizer,
+histogram observers, per-channel weights), calibrated on T91 crops, scored on benchmark sets (the PT2E reference
+graph in eager, which is the model the `.pte` runs up to integer rounding). Then, one op at a time, the same
+program with that op left fp32: the PSNR it gains is the op's share of the loss.
+
+    .venv/bin/python benchmarks/int8_sensitivity.py --model imdn --scale 4 \\
+        --out benchmarks/results/int8_sensitivity_imdn_x4.json            # ~15 min on 2 cores
+    .venv/bin/python benchmarks/int8_sensitivity.py --model imdn --float-nodes add_12 conv2d_63   # one program
+
+Op names are the torch.export graph's (``add_12``); each row also names the module that owns the op.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from quantsr import evaluate
+from quantsr.artifacts.atomic import write_text_atomic
+from quantsr.checkpoints.load import load_model
+from quantsr.export.int8_program import static_int8_graph
+from quantsr.export.pipeline import ArtifactModule, calibration_inputs
+from quantsr.export.pt2e_quantizer import ACT_OBSERVERS, Int8PTQConfig
+
+
+def set_psnr(run, sets: list[str], scale: int) -> dict[str, float]:
+    # a converted PT2E graph refuses .eval(), so it is called through a closure, not held as a submodule
+    result = evaluate(ArtifactModule(lambda x: run(x)), sets, scale, progress=False, ssim=False)
+    return {s.name: round(s.psnr, 4) for s in result.sets}
+
+
+def candidate_ops(converted: torch.fx.GraphModule, kinds: list[str]) -> list[tuple[str, str]]:
+    """(op name, owning module) of every op of the given kinds (``conv2d``, ``add``, ...) in a converted graph."""
+    out = []
+    for node in converted.graph.nodes:
+        kind = str(node.target).split(".")[-2] if node.op == "call_function" else ""
+        if kind in kinds:
+            stack = node.meta.get("nn_module_stack") or {}
+            out.append((node.name, str(list(stack.values())[-1][0]) if stack else ""))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="imdn")
+    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--weights", help="an FP checkpoint (default: the model's public weights)")
+    parser.add_argument("--sets", nargs="+", default=["Set5"])
+    parser.add_argument("--ops", nargs="+", default=["conv2d", "add", "mul", "sigmoid", "sub"],
+                        help="op kinds to probe one at a time")
+    parser.add_argument("--observer", choices=ACT_OBSERVERS, default="histogram")
+    parser.add_argument("--float-nodes", nargs="*", default=[], help="ops left fp32 in every program")
+    parser.add_argument("--calibration-batches", type=int, default=8, help="batches of 4 T91 crops (64 px LR)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", help="JSON results")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    fp = load_model(args.weights, model=args.model, scale=args.scale).eval()
+    calib = calibration_inputs(args.scale, 64, args.calibration_batches)
+    config = Int8PTQConfig(args.observer, float_nodes=tuple(args.float_nodes))
+    fp_psnr = set_psnr(fp, args.sets, args.scale)
+    base = static_int8_graph(fp, calib, ptq=config)
+    base_psnr = set_psnr(base, args.sets, args.scale)
+    print(f"FP {fp_psnr}  int8 {base_psnr}", flush=True)
+    rows = []
+    probes = candidate_ops(base, args.ops) if not args.float_nodes else []
+    for i, (name, module) in enumerate(probes):
+        start = time.perf_counter()
+        converted = static_int8_graph(fp, calib, ptq=Int8PTQConfig(args.observer, float_nodes=(name,)))
+        psnr = set_psnr(converted, args.sets, args.scale)
+        gain = {k: round(psnr[k] - base_psnr[k], 4) for k in psnr}
+        rows.append({"op": name, "module": module, "psnr": psnr, "gain": gain})
+        print(f"[{i + 1}/{len(probes)}] {name:<16} {module:<28} gain {gain} ({time.perf_counter() - start:.0f} s)",
+              flush=True)
+    rows.sort(key=lambda r: -sum(r["gain"].values()))
+    result = {"model": args.model, "scale": args.scale, "observer": args.observer, "float_nodes": args.float_nodes,
+              "calibration_crops": 4 * args.calibration_batches, "fp": fp_psnr, "int8": base_psnr, "rows": rows}
+    if args.out:
+        write_text_atomic(json.dumps(result, indent=1), args.out)
+    for r in rows[:15]:
+        print(f"{r['op']:<16} {r['module']:<28} {r['gain']}")
+
+
+if __name__ == "__main__":
+    main()
