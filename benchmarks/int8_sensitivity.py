@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 
 import torch
 
@@ -23,6 +24,7 @@ from quantsr.checkpoints.load import load_model
 from quantsr.export.int8_program import static_int8_graph
 from quantsr.export.pipeline import ArtifactModule, calibration_inputs
 from quantsr.export.pt2e_quantizer import ACT_OBSERVERS, Int8PTQConfig
+from quantsr.runtime.upscale import min_side_of
 
 
 def set_psnr(run, sets: list[str], scale: int) -> dict[str, float]:
@@ -52,6 +54,7 @@ def main() -> None:
                         help="op kinds to probe one at a time")
     parser.add_argument("--observer", choices=ACT_OBSERVERS, default="histogram")
     parser.add_argument("--float-nodes", nargs="*", default=[], help="ops left fp32 in every program")
+    parser.add_argument("--split-concat", action="store_true", help="one conv per branch of a concat-then-conv")
     parser.add_argument("--calibration-batches", type=int, default=8, help="batches of 4 T91 crops (64 px LR)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", help="JSON results")
@@ -59,23 +62,24 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     fp = load_model(args.weights, model=args.model, scale=args.scale).eval()
     calib = calibration_inputs(args.scale, 64, args.calibration_batches)
-    config = Int8PTQConfig(args.observer, float_nodes=tuple(args.float_nodes))
+    config = Int8PTQConfig(args.observer, float_nodes=tuple(args.float_nodes), split_concat_convs=args.split_concat)
     fp_psnr = set_psnr(fp, args.sets, args.scale)
-    base = static_int8_graph(fp, calib, ptq=config)
+    base = static_int8_graph(fp, calib, min_side=min_side_of(fp), ptq=config)
     base_psnr = set_psnr(base, args.sets, args.scale)
     print(f"FP {fp_psnr}  int8 {base_psnr}", flush=True)
     rows = []
     probes = candidate_ops(base, args.ops) if not args.float_nodes else []
     for i, (name, module) in enumerate(probes):
         start = time.perf_counter()
-        converted = static_int8_graph(fp, calib, ptq=Int8PTQConfig(args.observer, float_nodes=(name,)))
+        converted = static_int8_graph(fp, calib, min_side=min_side_of(fp), ptq=replace(config, float_nodes=(name,)))
         psnr = set_psnr(converted, args.sets, args.scale)
         gain = {k: round(psnr[k] - base_psnr[k], 4) for k in psnr}
         rows.append({"op": name, "module": module, "psnr": psnr, "gain": gain})
         print(f"[{i + 1}/{len(probes)}] {name:<16} {module:<28} gain {gain} ({time.perf_counter() - start:.0f} s)",
               flush=True)
     rows.sort(key=lambda r: -sum(r["gain"].values()))
-    result = {"model": args.model, "scale": args.scale, "observer": args.observer, "float_nodes": args.float_nodes,
+    result = {"model": args.model, "scale": args.scale, "observer": args.observer,
+              "split_concat": args.split_concat, "float_nodes": args.float_nodes,
               "calibration_crops": 4 * args.calibration_batches, "fp": fp_psnr, "int8": base_psnr, "rows": rows}
     if args.out:
         write_text_atomic(json.dumps(result, indent=1), args.out)

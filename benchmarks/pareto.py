@@ -8,8 +8,9 @@ points, a Markdown table (``*`` marks the frontier of each set) and one PNG plot
     .venv/bin/python benchmarks/pareto.py --scales 4 --only imdn rlfn --reuse
 
 Points already in ``--out`` with the same key (name, scale, form, int8 config) are kept with ``--reuse``, so an
-interrupted run continues where it stopped. int8 programs are checked code for code against their
-integer-faithful model when written (``export_int8_program``); their eager score is the PT2E reference graph.
+interrupted run continues where it stopped, and a run restricted by ``--only`` / ``--scales`` keeps the others.
+int8 programs are checked code for code against their integer-faithful model when written
+(``export_int8_program``); their eager score is the PT2E reference graph.
 """
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ from quantsr.runtime.upscale import min_side_of
 ROOT = Path(__file__).resolve().parent.parent
 SETS = ("Set5", "Set14", "B100")
 MAX_SIDE = 400  # the largest LR side of Set5/Set14/B100 at x2 is 360: every image runs whole
-LOW_BIT = ("imdn_x4_w4a4", "imdn_x4_w2a2")  # committed checkpoints/<name>.pt with their *_int8.pt programs
+# committed checkpoints/<name>.pt, with their fine-tuned *_int8.pt programs where they exist
+LOW_BIT = ("imdn_x4_w4a4", "imdn_x4_w2a2", "span_x4_w4a8")
 
 
 def scores(run, sets: list[BenchmarkSet], scale: int, ssim: bool = True) -> tuple[dict, dict]:
@@ -82,15 +84,19 @@ def low_bit_point(name: str, sets_for, out_dir: Path) -> ParetoPoint:
     sets = sets_for(info.scale)
     eager, _ = scores(model, sets, info.scale, ssim=False)
     program = ROOT / "checkpoints" / f"{name}_int8.pt"
-    converted = load_program(program, static_int8_graph(model, calibration_inputs(info.scale, 64),
-                                                        max_side=MAX_SIDE, min_side=min_side_of(model)))
+    converted = static_int8_graph(model, calibration_inputs(info.scale, 64), max_side=MAX_SIDE,
+                                  min_side=min_side_of(model))
+    note = "static int8 program (head/tail int8), fine-tuned integer-faithful"
+    if program.exists():
+        converted = load_program(program, converted)
+    else:  # no fine-tuned program yet: the calibrated static int8 graph of the QAT model as it is
+        note = "static int8 program (head/tail int8), not fine-tuned"
     path = out_dir / f"{name}.pte"
     export_int8_program(converted, path, max_side=MAX_SIDE, min_side=min_side_of(model))
     psnr, ssim = scores(PteModule(path), sets, info.scale)
     bits = f"W{info.recipe.w_bits}A{info.recipe.a_bits}" if info.recipe is not None else ""
     return ParetoPoint(f"{info.model} {bits}", "low-bit", info.model, info.scale, model_ideal_bytes(model, 8), psnr,
-                       ssim, eager, path.stat().st_size, gzip_bytes(path),
-                       note="static int8 program (head/tail int8), fine-tuned integer-faithful")
+                       ssim, eager, path.stat().st_size, gzip_bytes(path), note=note)
 
 
 def main() -> None:
@@ -142,7 +148,9 @@ def main() -> None:
         save(points)
 
     def save(points: dict[str, dict]) -> None:
-        write_text_atomic(json.dumps({"sets": names, "points": list(points.values()), "failures": failures},
+        # with --reuse, the points this run did not visit (other --only / --scales) stay in the file
+        kept = {**{k: v for k, v in cached.items() if k not in points}, **points}
+        write_text_atomic(json.dumps({"sets": names, "points": list(kept.values()), "failures": failures},
                                      indent=1), out)
 
     for ckpt in public_checkpoints():
@@ -158,6 +166,7 @@ def main() -> None:
     for name in args.low_bit:
         keep(f"{name} low-bit", low_bit_point, name, sets_for, out_dir)
     save(points)
+    points = {**{k: v for k, v in cached.items() if k not in points}, **points}
     table_points = [ParetoPoint.from_dict({k: v for k, v in p.items() if k not in ("key", "seconds")})
                     for p in points.values()]
     table = markdown_table(table_points, names)

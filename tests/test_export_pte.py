@@ -10,10 +10,10 @@ from quantsr.quant import QuantSRConfig, calibrate_, quantize_
 from quantsr.runtime.pte import PteModule
 
 
-def tiny_qat(model: str = "imdn", bits: int = 4, seed: int = 0):
+def tiny_qat(model: str = "imdn", bits: int = 4, seed: int = 0, granularity: str = "per_tensor"):
     torch.manual_seed(seed)
     kwargs = dict(num_feat=32, num_blocks=1) if model == "imdn" else dict(num_feat=8, num_block=2)
-    net = quantize_(create_model(model, scale=2, **kwargs), QuantSRConfig(bits, bits))
+    net = quantize_(create_model(model, scale=2, **kwargs), QuantSRConfig(bits, bits, weight_granularity=granularity))
     with torch.no_grad():  # a trained-looking shift, so tau is exercised
         for name, p in net.named_parameters():
             if name.endswith("tau"):

@@ -143,3 +143,32 @@ def test_a_qat_model_becomes_a_static_int8_program_that_keeps_its_bits(tmp_path)
     assert (-127, 127) in ranges  # head and tail: int8
     result = export_int8_program(converted, tmp_path / "qat.pte", max_side=32, check_inputs=_inputs(9))
     assert result["identical_fraction"] == 1.0 and result["max_levels"] == 0
+
+
+def test_per_channel_weight_steps_reach_the_program_and_the_pte(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_export_pte import tiny_qat
+
+    from quantsr.export.deploy import to_deploy_model
+    from quantsr.quant.layers import QConv2d
+
+    net = tiny_qat(bits=4, granularity="per_channel")
+    layer = next(m for m in net.modules() if isinstance(m, QConv2d))
+    with torch.no_grad():  # a negative step (LSQ steps can cross zero) must flip only its own channel
+        layer.weight_quantizer.step[0] *= -1
+    deploy, _ = to_deploy_model(net, "dynamic")
+    x = torch.rand(1, 3, 20, 20)
+    with torch.no_grad():
+        assert (deploy(x) - net(x)).abs().max() < 1e-4
+    converted = static_int8_graph(net, _inputs(8), max_side=32, min_side=8)
+    scales = [n for n in converted.graph.nodes if "dequantize_per_channel" in str(n.target)]
+    learned_scales = {round(float(v), 8) for v in layer.weight_quantizer.step.detach().abs().flatten()}
+    observed = set()
+    for node in scales:
+        observed |= {round(float(v), 8) for v in getattr(converted, node.args[1].target).flatten()}
+    assert learned_scales <= observed  # the program holds every channel's own trained step
+    result = export_int8_program(converted, tmp_path / "pc.pte", max_side=32, check_inputs=_inputs(9))
+    assert result["identical_fraction"] == 1.0 and result["max_levels"] == 0

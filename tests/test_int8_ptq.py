@@ -67,3 +67,49 @@ def test_config_validates_and_recommends():
         Int8PTQConfig("percentile")
     assert Int8PTQConfig(float_nodes=["add_1"]).float_nodes == ("add_1",)
     assert isinstance(recommended_int8_config("imdn", 4), Int8PTQConfig)
+    assert recommended_int8_config("span", 4).split_concat_convs
+
+
+class Fusion(nn.Module):
+    """Two branches with ranges 100x apart, concatenated and fused by a 1x1 conv (SPAN's / IMDN's tail)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.big = nn.Conv2d(3, 4, 3, padding=1)
+        self.small = nn.Conv2d(3, 4, 3, padding=1)
+        self.fuse = nn.Conv2d(8, 3, 1)
+        with torch.no_grad():
+            self.fuse.weight[:, :4] *= 0.01  # both branches then matter equally to the output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fuse(torch.cat([100 * self.big(x), self.small(x)], dim=1))
+
+
+def test_split_concat_convs_is_exact_and_removes_the_cat():
+    from quantsr.export.graph_passes import split_concat_convs
+
+    torch.manual_seed(0)
+    model = Fusion().eval()
+    x = torch.rand(1, 3, 12, 12)
+    gm = torch.export.export(model, (x,)).module()
+    assert split_concat_convs(gm) == 1
+    targets = [n.target for n in gm.graph.nodes]
+    assert torch.ops.aten.cat.default not in targets
+    assert targets.count(torch.ops.aten.conv2d.default) == 4  # big, small, and the fuse conv in two parts
+    torch.testing.assert_close(gm(x), model(x), rtol=1e-5, atol=1e-4)
+    assert split_concat_convs(gm) == 0  # nothing left to split
+
+
+def test_split_concat_gives_each_branch_its_own_int8_scale():
+    torch.manual_seed(0)
+    model = Fusion().eval()
+    inputs = _dim_inputs(4)
+    images = [x for batch in inputs for x in batch.split(1)]
+    reference = torch.cat([model(x) for x in images])
+
+    def error(split: bool) -> float:
+        converted = static_int8_graph(model, inputs, max_side=32, ptq=Int8PTQConfig(split_concat_convs=split))
+        return float((torch.cat([converted(x) for x in images]) - reference).abs().mean())
+
+    # one shared scale rounds the small branch onto the big one's grid; split, it keeps its precision
+    assert error(True) < 0.5 * error(False)

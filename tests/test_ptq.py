@@ -174,3 +174,16 @@ def test_calibration_batches(rgb_folder):
     assert len(batches) == 2 and batches[0].shape == (3, 3, 8, 8)
     assert torch.equal(batches[1], data.batch(1)[0])
     assert 0.0 <= float(batches[0].min()) and float(batches[0].max()) <= 1.0
+
+
+@pytest.mark.parametrize("method", ["minmax", "mse"])
+def test_per_channel_steps_follow_each_channel(method):
+    model = _edsr()
+    with torch.no_grad():
+        model.body[0].conv1.weight[0] *= 20  # one channel 20x wider than the rest
+    per_channel = ptq_(copy.deepcopy(model), QuantSRConfig(4, 8, weight_granularity="per_channel"), _calib(),
+                       method=method)
+    per_tensor = ptq_(copy.deepcopy(model), QuantSRConfig(4, 8), _calib(), method=method)
+    step = per_channel.body[0].conv1.weight_quantizer.step.detach().flatten()
+    assert step.shape == (16,) and float(step[0]) > 5 * float(step[1:].max())
+    assert weight_quant_error(per_channel) < weight_quant_error(per_tensor)

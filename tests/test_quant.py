@@ -416,3 +416,44 @@ def test_quantizer_math_stays_fp32_under_bf16_autocast():
     assert out_w.dtype == torch.float32 and torch.equal(out_w, ref_w)
     assert out_x.dtype == torch.float32
     torch.testing.assert_close(out_x, act(x.bfloat16().float()))
+
+
+@pytest.mark.parametrize("kind", ["rbd", "lsq", "lsq_sym"])
+def test_per_channel_weight_steps(kind):
+    from quantsr.quant.quantizers import make_weight_quantizer
+
+    torch.manual_seed(0)
+    weight = torch.randn(6, 4, 3, 3) * torch.tensor([1, 10, 1, 100, 1, 1.0]).reshape(6, 1, 1, 1)
+    wq = make_weight_quantizer(kind, 4, weight, "per_channel")
+    assert wq.step.shape == (6, 1, 1, 1)
+    per_tensor = make_weight_quantizer(kind, 4, weight)
+    # each channel's step follows its own magnitude: the 100x channel's step is ~100x the 1x channels'
+    assert float(wq.step.detach()[3] / wq.step.detach()[0]) > 30
+    levels, step = wq.integer_weight(weight)
+    torch.testing.assert_close(wq(weight), step * levels.float())
+    lo, hi = wq.level_range
+    assert int(levels.min()) >= lo and int(levels.max()) <= hi
+    # the small channels keep their detail instead of rounding to zero on the big channel's grid
+    error = lambda q: float((q(weight) - weight)[0].abs().mean())  # noqa: E731
+    assert error(wq) < 0.5 * error(per_tensor)
+    wq(weight).sum().backward()
+    assert wq.step.grad is not None and wq.step.grad.shape == (6, 1, 1, 1)
+    wq.set_step(0.5)
+    assert torch.all(wq.step == 0.5)
+    wq.set_step(torch.arange(1, 7.0))
+    assert float(wq.step[5]) == 6.0
+
+
+def test_per_channel_granularity_through_configs_and_recipe():
+    from quantsr.quant.recipe import QuantRecipe, build_quantized_
+
+    with pytest.raises(ValueError, match="weight_granularity must be one of"):
+        QuantSRConfig(weight_granularity="per_group")
+    model = build_quantized_(create_model("edsr", scale=2, num_feat=8, num_block=2),
+                             QuantRecipe(head_tail_bits=8, weight_granularity="per_channel"))
+    layers = [m for m in model.modules() if isinstance(m, QConv2d)]
+    assert layers and all(m.weight_quantizer.step.shape[0] == m.out_channels for m in layers)
+    # a state dict written per channel loads into the same recipe's model (the step shapes match)
+    again = build_quantized_(create_model("edsr", scale=2, num_feat=8, num_block=2),
+                             QuantRecipe(head_tail_bits=8, weight_granularity="per_channel"))
+    again.load_state_dict(model.state_dict())

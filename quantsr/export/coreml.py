@@ -338,6 +338,10 @@ def export_coreml(model: nn.Module, path: str | Path, *, input_size: tuple[int, 
                if _const_name(n) in learned}
     others = [_const_name(n) for n, m in graph_model.named_modules()
               if isinstance(m, (nn.Conv2d, nn.Linear)) and _const_name(n) not in learned]
+    per_channel = sorted(name for name, qp in qparams.items() if isinstance(qp.weight_scale, tuple))
+    if per_channel:
+        raise NotImplementedError(f"Core ML export of per-channel weight steps is not implemented ({per_channel[0]} "
+                                  "and others): export the .pte, or train with --weight-granularity per_tensor")
     stage("palettize learned weights / int8 the rest")
     op_configs: dict = {
         const: cto.coreml.OpPalettizerConfig(

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -46,15 +46,18 @@ class LayerQParams:
     act_scale: float
     act_qmin: int
     act_qmax: int
-    weight_scale: float  # the scale of the exported integer weights (conv: act_scale * learned weight step)
+    # the scale of the exported integer weights (conv: act_scale * learned weight step); one per output channel
+    # for per-channel weight steps
+    weight_scale: float | tuple[float, ...]
     weight_qmin: int
     weight_qmax: int
     w_bits: int
     a_bits: int
 
 
-def _learned(q: QConv2d | QLinear) -> tuple[torch.Tensor, float, float, int, int, torch.Tensor]:
-    """(int levels, weight step, activation step a, Qn, Qp, tau) of a trained layer."""
+def _learned(q: QConv2d | QLinear) -> tuple[torch.Tensor, float | torch.Tensor, float, int, int, torch.Tensor]:
+    """(int levels, weight step, activation step a, Qn, Qp, tau) of a trained layer; a per-channel step is a
+    positive tensor shaped ``(C, 1, ...)``."""
     aq: ActQuantizer = q.act_quantizer
     if not aq.is_initialized:
         raise ValueError("the model has an uninitialised activation quantizer: train or calibrate it first")
@@ -66,17 +69,25 @@ def _learned(q: QConv2d | QLinear) -> tuple[torch.Tensor, float, float, int, int
     # backends need positive scales, so flip the sign into the integer range.
     if a < 0:
         a, qn, qp = -a, -qp, -qn
-    if float(step) < 0:
+    if step.numel() > 1:  # per-channel steps: flip each negative channel on its own
+        sign = torch.where(step < 0, -1.0, 1.0)
+        levels, step = (levels * sign).to(levels.dtype), step * sign
+        step = step.float().reshape((-1,) + (1,) * (levels.dim() - 1))
+    elif float(step) < 0:
         levels, step = -levels, -step
     channels = q.weight.shape[1] * (q.groups if isinstance(q, nn.Conv2d) else 1)
     tau = torch.zeros(channels) if aq.tau is None else aq.tau.detach().float().clone()
-    return levels, float(step), a, qn, qp, tau
+    return levels, step if step.numel() > 1 else float(step), a, qn, qp, tau
 
 
-def _qparams(q: QConv2d | QLinear, levels: torch.Tensor, weight_scale: float, a: float, qn: int,
+def _qparams(q: QConv2d | QLinear, levels: torch.Tensor, weight_scale: float | torch.Tensor, a: float, qn: int,
              qp: int) -> LayerQParams:
     lo, hi = q.weight_quantizer.level_range
-    if int(levels.min()) < lo or int(levels.max()) > hi:  # sign-flipped levels (negative step)
+    if isinstance(weight_scale, torch.Tensor):  # per channel: some channels may be sign-flipped, others not
+        if int(levels.min()) < lo or int(levels.max()) > hi:
+            lo, hi = min(lo, -hi), max(hi, -lo)
+        weight_scale = tuple(float(v) for v in weight_scale.flatten())
+    elif int(levels.min()) < lo or int(levels.max()) > hi:  # sign-flipped levels (negative step)
         lo, hi = -hi, -lo
     return LayerQParams(a, qn, qp, weight_scale, int(lo), int(hi), q.w_bits, q.a_bits)
 
@@ -205,8 +216,13 @@ def split_output_convs(model: nn.Module, qparams: dict[str, LayerQParams] | None
         setattr(parent, child, ChannelSplitConv(conv, sizes))
         if qparams is not None and full in qparams:
             qp = qparams.pop(full)
-            for i in range(len(sizes)):
-                qparams[f"{full}.parts.{i}"] = qp
+            start = 0
+            for i, size in enumerate(sizes):
+                part_scale = qp.weight_scale
+                if isinstance(part_scale, tuple):  # per-channel scales: each part keeps its channels'
+                    part_scale = part_scale[start:start + size]
+                qparams[f"{full}.parts.{i}"] = replace(qp, weight_scale=part_scale)
+                start += size
     return model
 
 

@@ -69,7 +69,8 @@ def static_int8_graph(model: nn.Module, calibration: Sequence[torch.Tensor], *, 
         quantizer = int8_quantizer(ptq.act_observer, ptq.float_modules, ptq.float_nodes)
     example = _example(max_side)
     ep = torch.export.export(graph_model, (example,), dynamic_shapes=_dynamic_shapes(True, max_side, min_side))
-    converted = calibrate_and_convert(ep, quantizer, example, calibration)
+    converted = calibrate_and_convert(ep, quantizer, example, calibration,
+                                      split_concat=bool(ptq is not None and ptq.split_concat_convs))
     _mark_level_ranges(converted, qparams)
     return converted
 

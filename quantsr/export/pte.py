@@ -73,14 +73,22 @@ def _dynamic_shapes(dynamic: bool, max_side: int, min_side: int):
     return ({2: h, 3: w},)
 
 
-def calibrate_and_convert(ep, quantizer, example: torch.Tensor, calibration: Iterable[torch.Tensor]):
+def calibrate_and_convert(ep, quantizer, example: torch.Tensor, calibration: Iterable[torch.Tensor], *,
+                          split_concat: bool = False):
     """PT2E on an exported program: prepare with ``quantizer``, run every image of the ``calibration`` batches
     (one at a time: the program takes one image), convert. Returns the converted graph. ``example`` is observed
     only when there is no calibration data (a quantizer whose qparams are all fixed): a random input has ranges
-    several times wider than real images', and observing it cost the int8 PTQ of IMDN x4 0.6 dB on Set5."""
+    several times wider than real images', and observing it cost the int8 PTQ of IMDN x4 0.6 dB on Set5.
+    ``split_concat``: first give every branch of a concat-then-conv its own conv and scale
+    (:func:`~quantsr.export.graph_passes.split_concat_convs`)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    prepared = prepare_pt2e(ep.module(), quantizer)
+    from quantsr.export.graph_passes import split_concat_convs
+
+    module = ep.module()
+    if split_concat:
+        split_concat_convs(module)
+    prepared = prepare_pt2e(module, quantizer)
     images = [x for batch in calibration for x in batch.split(1)] or [example]
     with torch.no_grad():
         for x in images:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from quantsr.quant.quantizers import ROUNDINGS, WEIGHT_QUANTIZERS, _check_bits
+from quantsr.quant.quantizers import ROUNDINGS, WEIGHT_GRANULARITIES, WEIGHT_QUANTIZERS, _check_bits
 
 __all__ = ["BODY_PREFIXES", "Config", "FilterFn", "MixedConfig", "QuantSRConfig", "W8A8Config", "is_body_layer"]
 
@@ -57,10 +57,14 @@ class QuantSRConfig:
     rounding: str = "ste"
     weight_quantizer: str = "rbd"
     quantize_attention: bool = True
+    weight_granularity: str = "per_tensor"  # or "per_channel": one weight step per output channel
 
     def __post_init__(self) -> None:
         _check_bits(self.w_bits)
         _check_bits(self.a_bits)
+        if self.weight_granularity not in WEIGHT_GRANULARITIES:
+            raise ValueError(f"weight_granularity must be one of {WEIGHT_GRANULARITIES}, "
+                             f"got {self.weight_granularity!r}")
         if self.rounding not in ROUNDINGS:
             raise ValueError(f"rounding must be one of {ROUNDINGS}, got {self.rounding!r}")
         if self.weight_quantizer not in WEIGHT_QUANTIZERS:
@@ -99,10 +103,14 @@ class MixedConfig:
     weight_quantizer: str = "rbd"
     rest_weight_quantizer: str = "lsq_sym"
     quantize_attention: bool = True
+    weight_granularity: str = "per_tensor"  # of every layer, body and rest
 
     def __post_init__(self) -> None:
         for bits in (*self.body_bits, *self.rest_bits):
             _check_bits(bits)
+        if self.weight_granularity not in WEIGHT_GRANULARITIES:
+            raise ValueError(f"weight_granularity must be one of {WEIGHT_GRANULARITIES}, "
+                             f"got {self.weight_granularity!r}")
 
     def default_filter(self, module: nn.Module, fqn: str) -> bool:
         return _any_layer(module, fqn)
@@ -110,9 +118,11 @@ class MixedConfig:
     def layer_config(self, module: nn.Module, fqn: str) -> QuantSRConfig:
         if is_body_layer(module, fqn):
             w, a = self.body_bits
-            return QuantSRConfig(w, a, self.rounding, self.weight_quantizer, self.quantize_attention)
+            return QuantSRConfig(w, a, self.rounding, self.weight_quantizer, self.quantize_attention,
+                                 self.weight_granularity)
         w, a = self.rest_bits
-        return QuantSRConfig(w, a, self.rounding, self.rest_weight_quantizer, self.quantize_attention)
+        return QuantSRConfig(w, a, self.rounding, self.rest_weight_quantizer, self.quantize_attention,
+                             self.weight_granularity)
 
 
 Config = QuantSRConfig | W8A8Config | MixedConfig

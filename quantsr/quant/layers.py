@@ -27,10 +27,11 @@ class _QuantMixin:
     a_bits: int
 
     def _setup_quantizers(
-        self, w_bits: int, a_bits: int, rounding: str, weight_quantizer: str, in_features: int, channel_dim: int
+        self, w_bits: int, a_bits: int, rounding: str, weight_quantizer: str, in_features: int, channel_dim: int,
+        weight_granularity: str = "per_tensor",
     ) -> None:
         self.w_bits, self.a_bits = w_bits, a_bits
-        wq = make_weight_quantizer(weight_quantizer, w_bits, self.weight)
+        wq = make_weight_quantizer(weight_quantizer, w_bits, self.weight, weight_granularity)
         aq = ActQuantizer(a_bits, in_features, channel_dim=channel_dim, rounding=rounding)
         self.weight_quantizer = wq.to(device=self.weight.device, dtype=self.weight.dtype)
         self.act_quantizer = aq.to(device=self.weight.device, dtype=self.weight.dtype)
@@ -51,7 +52,8 @@ class _QuantMixin:
     def _from_float_kwargs(module: nn.Module, config: QuantSRConfig) -> dict:
         """Keyword arguments shared by every ``from_float``: placement of ``module`` and the quantizer settings."""
         return dict(device=module.weight.device, dtype=module.weight.dtype, w_bits=config.w_bits,
-                    a_bits=config.a_bits, rounding=config.rounding, weight_quantizer=config.weight_quantizer)
+                    a_bits=config.a_bits, rounding=config.rounding, weight_quantizer=config.weight_quantizer,
+                    weight_granularity=config.weight_granularity)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, w_bits={self.w_bits}, a_bits={self.a_bits}"
@@ -68,10 +70,12 @@ class QConv2d(_QuantMixin, nn.Conv2d):
         a_bits: int = 4,
         rounding: str = "ste",
         weight_quantizer: str = "rbd",
+        weight_granularity: str = "per_tensor",
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self._setup_quantizers(w_bits, a_bits, rounding, weight_quantizer, self.in_channels, channel_dim=-3)
+        self._setup_quantizers(w_bits, a_bits, rounding, weight_quantizer, self.in_channels, channel_dim=-3,
+                               weight_granularity=weight_granularity)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(self.act_quantizer(x), self.weight_quantizer(self.weight), self.bias)
@@ -110,9 +114,11 @@ class QLinear(_QuantMixin, nn.Linear):
         a_bits: int = 4,
         rounding: str = "ste",
         weight_quantizer: str = "rbd",
+        weight_granularity: str = "per_tensor",
     ) -> None:
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
-        self._setup_quantizers(w_bits, a_bits, rounding, weight_quantizer, in_features, channel_dim=-1)
+        self._setup_quantizers(w_bits, a_bits, rounding, weight_quantizer, in_features, channel_dim=-1,
+                               weight_granularity=weight_granularity)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(self.act_quantizer(x), self.weight_quantizer(self.weight), self.bias)

@@ -163,13 +163,18 @@ def _set_weight_step(layer: nn.Module, method: str, percentile: float, grid: int
     if method == "lsq":
         wq.init_from(w)
         return
-    w_max = float(w.detach().abs().max())
-    if method == "percentile":
-        w_max = _abs_quantile(w, percentile / 100.0)
-    step = max(w_max, 1e-8) / hi
-    if method == "mse":
-        step = _mse_step(w, step, lo, hi, grid)
-    wq.set_step(step)
+    # a per-channel quantizer gets each output channel's own step, by the same rule
+    rows = w.detach().flatten(1) if getattr(wq, "per_channel", False) else [w.detach()]
+    steps = []
+    for row in rows:
+        w_max = float(row.abs().max())
+        if method == "percentile":
+            w_max = _abs_quantile(row, percentile / 100.0)
+        step = max(w_max, 1e-8) / hi
+        if method == "mse":
+            step = _mse_step(row, step, lo, hi, grid)
+        steps.append(step)
+    wq.set_step(torch.tensor(steps) if len(steps) > 1 else steps[0])
 
 
 @torch.no_grad()

@@ -19,6 +19,7 @@ from torch import nn
 
 __all__ = [
     "ROUNDINGS",
+    "WEIGHT_GRANULARITIES",
     "WEIGHT_QUANTIZERS",
     "ActQuantizer",
     "LSQWeightQuantizer",
@@ -34,6 +35,8 @@ __all__ = [
 
 ROUNDINGS = ("ste", "soft")
 WEIGHT_QUANTIZERS = ("rbd", "lsq", "lsq_sym")
+# one weight step per tensor (the paper's setting) or per output channel (dim 0 of the weight)
+WEIGHT_GRANULARITIES = ("per_tensor", "per_channel")
 
 
 # --------------------------------------------------------------------------------------------- rounding / sign
@@ -252,34 +255,48 @@ class ActQuantizer(nn.Module):
 
 # --------------------------------------------------------------------------------------------- weights
 class _WeightQuantizerBase(nn.Module):
-    """Per-tensor step ``a`` (init ``2 mean(|W|) / sqrt(Qp)``, Qp = 2^(b-1)-1) with the LSQ gradient scale.
+    """Step ``a`` per tensor (or, ``per_channel=True``, per output channel; init ``2 mean(|W|) / sqrt(Qp)``,
+    Qp = 2^(b-1)-1) with the LSQ gradient scale.
 
     Integer levels lie in ``[lo, hi]``; ``integer_weight(W)`` returns ``(levels, step)`` with
     ``forward(W) == step * levels`` exactly. ``enabled = False`` (Python attribute, not saved) makes forward
     return ``W`` unchanged; ``integer_weight`` is unaffected.
     """
 
-    def __init__(self, bits: int, weight: torch.Tensor | None = None) -> None:
+    def __init__(self, bits: int, weight: torch.Tensor | None = None, per_channel: bool = False) -> None:
         super().__init__()
         self.bits = _check_bits(bits)
         self.qp = 2 ** (bits - 1) - 1
-        self.step = nn.Parameter(torch.tensor(1.0))
+        self.per_channel = per_channel
+        if per_channel:
+            if weight is None:
+                raise ValueError("a per-channel weight quantizer needs the weight (its step has one entry per "
+                                 "output channel)")
+            shape = (weight.shape[0],) + (1,) * (weight.dim() - 1)  # broadcasts over each channel's weights
+            self.step = nn.Parameter(torch.ones(shape))
+        else:
+            self.step = nn.Parameter(torch.tensor(1.0))
         self.enabled = True
         if weight is not None:
             self.init_from(weight)
 
     @torch.no_grad()
     def init_from(self, weight: torch.Tensor) -> None:
-        """(Re)initialise the step from a weight tensor: ``a = 2 mean(|W|) / sqrt(2^(b-1) - 1)``."""
-        self.step.copy_((2.0 * weight.detach().abs().mean() / math.sqrt(self.qp)).clamp_min(1e-8))
+        """(Re)initialise the step from a weight tensor: ``a = 2 mean(|W|) / sqrt(2^(b-1) - 1)``, the mean taken
+        over each output channel for a per-channel step."""
+        w = weight.detach().abs()
+        mean = w.flatten(1).mean(1).reshape(self.step.shape) if self.per_channel else w.mean()
+        self.step.copy_((2.0 * mean / math.sqrt(self.qp)).clamp_min(1e-8))
 
     @torch.no_grad()
     def set_step(self, step: float | torch.Tensor) -> None:
-        """Set the step ``a`` directly (e.g. from PTQ calibration)."""
-        self.step.copy_(torch.as_tensor(step, dtype=self.step.dtype, device=self.step.device).reshape(()))
+        """Set the step ``a`` directly (e.g. from PTQ calibration): a scalar (every channel), or one per channel."""
+        value = torch.as_tensor(step, dtype=self.step.dtype, device=self.step.device)
+        self.step.copy_(value.reshape(self.step.shape) if value.numel() > 1 else value.reshape(()).expand_as(self.step))
 
     def _scaled_step(self, weight: torch.Tensor) -> torch.Tensor:
-        return grad_scale(self.step, 1.0 / math.sqrt(weight.numel() * self.qp))
+        per_step = weight.numel() // self.step.numel()  # LSQ's gradient scale: the weights each step serves
+        return grad_scale(self.step, 1.0 / math.sqrt(per_step * self.qp))
 
     def _levels(self, weight: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -293,13 +310,15 @@ class _WeightQuantizerBase(nn.Module):
 
     @torch.no_grad()
     def integer_weight(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(levels int32 tensor shaped like W, step 0-dim tensor)`` such that ``forward(W) == step * levels``."""
+        """``(levels int32 tensor shaped like W, step)`` such that ``forward(W) == step * levels``; the step is a
+        0-dim tensor, or per channel shaped ``(C, 1, ...)``."""
         step = self.step.detach().clone()
         return torch.round(self._levels(weight, step)).to(torch.int32), step
 
     def extra_repr(self) -> str:
         off = "" if self.enabled else ", enabled=False"
-        return f"bits={self.bits}, levels=[{self.level_range[0]}, {self.level_range[1]}]{off}"
+        per = ", per_channel" if self.per_channel else ""
+        return f"bits={self.bits}, levels=[{self.level_range[0]}, {self.level_range[1]}]{per}{off}"
 
 
 class RBDWeightQuantizer(_WeightQuantizerBase):
@@ -322,8 +341,8 @@ class RBDWeightQuantizer(_WeightQuantizerBase):
     the offset ``level - 1`` in ``[-2^(b-1), 2^(b-1)-1]``, i.e. a zero point of -1.
     """
 
-    def __init__(self, bits: int, weight: torch.Tensor | None = None) -> None:
-        super().__init__(bits, weight)
+    def __init__(self, bits: int, weight: torch.Tensor | None = None, per_channel: bool = False) -> None:
+        super().__init__(bits, weight, per_channel)
         self.s = nn.Parameter(torch.ones(bits))
         self.beta = nn.Parameter(torch.zeros(bits))
 
@@ -355,8 +374,9 @@ class LSQWeightQuantizer(_WeightQuantizerBase):
     XNNPACK's symmetric per-tensor/per-channel int8 weights need), used for int8 head/tail layers.
     """
 
-    def __init__(self, bits: int, weight: torch.Tensor | None = None, symmetric: bool = False) -> None:
-        super().__init__(bits, weight)
+    def __init__(self, bits: int, weight: torch.Tensor | None = None, symmetric: bool = False,
+                 per_channel: bool = False) -> None:
+        super().__init__(bits, weight, per_channel)
         self.symmetric = symmetric
 
     @property
@@ -368,12 +388,17 @@ class LSQWeightQuantizer(_WeightQuantizerBase):
         return round_ste(torch.clamp(weight / a, lo, hi))
 
 
-def make_weight_quantizer(kind: str, bits: int, weight: torch.Tensor | None = None) -> _WeightQuantizerBase:
-    """``"rbd"`` | ``"lsq"`` (same levels as RBD) | ``"lsq_sym"`` (symmetric levels)."""
+def make_weight_quantizer(kind: str, bits: int, weight: torch.Tensor | None = None,
+                          granularity: str = "per_tensor") -> _WeightQuantizerBase:
+    """``"rbd"`` | ``"lsq"`` (same levels as RBD) | ``"lsq_sym"`` (symmetric levels), with one step per tensor
+    or per output channel (``granularity``, one of :data:`WEIGHT_GRANULARITIES`)."""
+    if granularity not in WEIGHT_GRANULARITIES:
+        raise ValueError(f"weight granularity must be one of {WEIGHT_GRANULARITIES}, got {granularity!r}")
+    per_channel = granularity == "per_channel"
     if kind == "rbd":
-        return RBDWeightQuantizer(bits, weight)
+        return RBDWeightQuantizer(bits, weight, per_channel)
     if kind in ("lsq", "lsq_sym"):
-        return LSQWeightQuantizer(bits, weight, symmetric=kind == "lsq_sym")
+        return LSQWeightQuantizer(bits, weight, symmetric=kind == "lsq_sym", per_channel=per_channel)
     raise ValueError(f"weight_quantizer must be one of {WEIGHT_QUANTIZERS}, got {kind!r}")
 
 

@@ -16,12 +16,11 @@ from torch import nn
 from quantsr.models.slimmable import make_slimmable_, slimmable_blocks
 from quantsr.quant.configs import MixedConfig, QuantSRConfig
 from quantsr.quant.quantize import quantize_
-from quantsr.quant.quantizers import ROUNDINGS, WEIGHT_QUANTIZERS, _check_bits
+from quantsr.quant.quantizers import ROUNDINGS, WEIGHT_GRANULARITIES, WEIGHT_QUANTIZERS, _check_bits
 
 __all__ = ["RECIPE_VERSION", "QuantRecipe", "build_quantized_"]
 
 RECIPE_VERSION = 1
-WEIGHT_GRANULARITIES = ("per_tensor",)  # the paper's setting; per-channel steps are not implemented yet
 LAYER_SETS = ("body",)  # which layers get ``w_bits``/``a_bits`` (the rest: ``head_tail_bits``)
 HEAD_TAIL_BITS = (8, 32)
 
@@ -32,7 +31,8 @@ class QuantRecipe:
 
     * ``w_bits`` / ``a_bits``: the body's weight and activation bits.
     * ``weight_quantizer``: ``"rbd"`` (QuantSR+) or ``"lsq"`` (plain LSQ, same levels).
-    * ``weight_granularity``: one step per tensor (``"per_tensor"``, the paper's setting).
+    * ``weight_granularity``: one weight step per tensor (``"per_tensor"``, the paper's setting) or per output
+      channel (``"per_channel"``), in every quantized layer.
     * ``rounding``: the activation rounding gradient, ``"ste"`` or ``"soft"`` (a training choice that also
       selects the quantizer module, so it is recorded here).
     * ``layers``: which layers are low-bit (``"body"``: docs/method.md, "Which layers are quantized").
@@ -75,8 +75,9 @@ class QuantRecipe:
         """The :func:`quantize_` config this recipe builds with."""
         if self.head_tail_bits == 8:
             return MixedConfig(body_bits=(self.w_bits, self.a_bits), rounding=self.rounding,
-                               weight_quantizer=self.weight_quantizer)
-        return QuantSRConfig(self.w_bits, self.a_bits, self.rounding, self.weight_quantizer)
+                               weight_quantizer=self.weight_quantizer, weight_granularity=self.weight_granularity)
+        return QuantSRConfig(self.w_bits, self.a_bits, self.rounding, self.weight_quantizer,
+                             weight_granularity=self.weight_granularity)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

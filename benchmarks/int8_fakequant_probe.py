@@ -1,0 +1,75 @@
+"""Where int8 loses, weights or activations (issue 14): an FP net in eager PyTorch with only its conv weights
+(per-output-channel symmetric int8, max scaling) or only its conv inputs (per-tensor asymmetric int8 over the
+0.01%-99.99% quantiles seen on T91 calibration crops) fake-quantized, optionally only in the layers whose name
+contains ``--only``. No PT2E, no graph: a quick bound on what each side costs.
+
+    .venv/bin/python benchmarks/int8_fakequant_probe.py --model span --mode weights
+    .venv/bin/python benchmarks/int8_fakequant_probe.py --model span --mode weights --only conv_cat
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch import nn
+
+from quantsr import evaluate
+from quantsr.checkpoints.load import load_model
+from quantsr.export.pipeline import calibration_inputs
+
+
+def fake_quant(x: torch.Tensor, lo: float, hi: float, bits: int = 8) -> torch.Tensor:
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    step = max(hi - lo, 1e-12) / (2**bits - 1)
+    zero = round(-lo / step)
+    return (torch.clamp(torch.round(x / step) + zero, 0, 2**bits - 1) - zero) * step
+
+
+def input_ranges(model: nn.Module, convs: dict[str, nn.Module], batches) -> dict[str, tuple[float, float]]:
+    ranges: dict[str, tuple[float, float]] = {}
+
+    def observe(name: str):
+        def hook(module, inputs):
+            sample = inputs[0].detach().flatten()[::7]  # a subsample: quantile needs < 16M elements
+            lo, hi = ranges.get(name, (0.0, 0.0))
+            low, high = torch.quantile(sample, 1e-4).item(), torch.quantile(sample, 1 - 1e-4).item()
+            ranges[name] = (min(lo, low), max(hi, high))
+        return hook
+
+    handles = [m.register_forward_pre_hook(observe(n)) for n, m in convs.items()]
+    with torch.no_grad():
+        for batch in batches:
+            model(batch)
+    for h in handles:
+        h.remove()
+    return ranges
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="span")
+    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--mode", choices=("weights", "activations", "both"), default="weights")
+    parser.add_argument("--only", default=None, help="only layers whose name contains this")
+    parser.add_argument("--sets", nargs="+", default=["Set5", "Set14"])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model = load_model(None, model=args.model, scale=args.scale).eval()
+    convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and (args.only or "") in n}
+    ranges = input_ranges(model, convs, calibration_inputs(args.scale, 64, 8))
+    for name, conv in convs.items():
+        if args.mode in ("weights", "both"):
+            with torch.no_grad():
+                w = conv.weight
+                step = w.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12) / 127
+                w.copy_(torch.round(w / step).clamp(-127, 127) * step)
+        if args.mode in ("activations", "both"):
+            lo, hi = ranges[name]
+            conv.register_forward_pre_hook(lambda m, inputs, lo=lo, hi=hi: (fake_quant(inputs[0], lo, hi),))
+    result = evaluate(model, args.sets, args.scale, progress=False, ssim=False)
+    print(args.model, args.mode, args.only or "all layers", {s.name: round(s.psnr, 3) for s in result.sets})
+
+
+if __name__ == "__main__":
+    main()
