@@ -147,11 +147,13 @@ def main() -> None:
         print(f"{key}: {point['psnr']} ({point['seconds']:.0f} s)", flush=True)
         save(points)
 
-    def save(points: dict[str, dict]) -> None:
+    def with_unvisited(points: dict[str, dict]) -> dict[str, dict]:
         # with --reuse, the points this run did not visit (other --only / --scales) stay in the file
-        kept = {**{k: v for k, v in cached.items() if k not in points}, **points}
-        write_text_atomic(json.dumps({"sets": names, "points": list(kept.values()), "failures": failures},
-                                     indent=1), out)
+        return {**{k: v for k, v in cached.items() if k not in points}, **points}
+
+    def save(points: dict[str, dict]) -> None:
+        write_text_atomic(json.dumps({"sets": names, "points": list(with_unvisited(points).values()),
+                                      "failures": failures}, indent=1), out)
 
     for ckpt in public_checkpoints():
         if args.only and ckpt.model not in args.only:
@@ -166,7 +168,7 @@ def main() -> None:
     for name in args.low_bit:
         keep(f"{name} low-bit", low_bit_point, name, sets_for, out_dir)
     save(points)
-    points = {**{k: v for k, v in cached.items() if k not in points}, **points}
+    points = with_unvisited(points)
     table_points = [ParetoPoint.from_dict({k: v for k, v in p.items() if k not in ("key", "seconds")})
                     for p in points.values()]
     table = markdown_table(table_points, names)

@@ -72,7 +72,6 @@ def _learned(q: QConv2d | QLinear) -> tuple[torch.Tensor, float | torch.Tensor, 
     if step.numel() > 1:  # per-channel steps: flip each negative channel on its own
         sign = torch.where(step < 0, -1.0, 1.0)
         levels, step = (levels * sign).to(levels.dtype), step * sign
-        step = step.float().reshape((-1,) + (1,) * (levels.dim() - 1))
     elif float(step) < 0:
         levels, step = -levels, -step
     channels = q.weight.shape[1] * (q.groups if isinstance(q, nn.Conv2d) else 1)
@@ -83,12 +82,12 @@ def _learned(q: QConv2d | QLinear) -> tuple[torch.Tensor, float | torch.Tensor, 
 def _qparams(q: QConv2d | QLinear, levels: torch.Tensor, weight_scale: float | torch.Tensor, a: float, qn: int,
              qp: int) -> LayerQParams:
     lo, hi = q.weight_quantizer.level_range
-    if isinstance(weight_scale, torch.Tensor):  # per channel: some channels may be sign-flipped, others not
-        if int(levels.min()) < lo or int(levels.max()) > hi:
-            lo, hi = min(lo, -hi), max(hi, -lo)
+    per_channel = isinstance(weight_scale, torch.Tensor)
+    if int(levels.min()) < lo or int(levels.max()) > hi:  # sign-flipped levels (negative step)
+        # per channel, only some channels may be flipped: the range must hold both
+        lo, hi = (min(lo, -hi), max(hi, -lo)) if per_channel else (-hi, -lo)
+    if per_channel:
         weight_scale = tuple(float(v) for v in weight_scale.flatten())
-    elif int(levels.min()) < lo or int(levels.max()) > hi:  # sign-flipped levels (negative step)
-        lo, hi = -hi, -lo
     return LayerQParams(a, qn, qp, weight_scale, int(lo), int(hi), q.w_bits, q.a_bits)
 
 

@@ -8,6 +8,8 @@ keeps its own scale and the int8 adds requantize. On SPAN ch28 x4 the shared sca
 """
 from __future__ import annotations
 
+from operator import attrgetter
+
 import torch
 from torch import fx, nn
 
@@ -16,14 +18,6 @@ __all__ = ["split_concat_convs"]
 _CONV = torch.ops.aten.conv2d.default
 _CAT = torch.ops.aten.cat.default
 _ADD = torch.ops.aten.add.Tensor
-
-
-def _attr(gm: fx.GraphModule, target: str) -> torch.Tensor:
-    owner = gm
-    *path, leaf = target.split(".")
-    for part in path:
-        owner = getattr(owner, part)
-    return getattr(owner, leaf)
 
 
 def _like_meta(template: fx.Node, tensor: torch.Tensor):
@@ -55,7 +49,7 @@ def split_concat_convs(gm: fx.GraphModule) -> int:
             continue
         source, weight_node = node.args[0], node.args[1]
         bias = node.args[2] if len(node.args) > 2 else None
-        weight = _attr(gm, str(weight_node.target))
+        weight = attrgetter(str(weight_node.target))(gm)
         total = None
         offset = 0
         with gm.graph.inserting_before(node):

@@ -63,14 +63,14 @@ def static_int8_graph(model: nn.Module, calibration: Sequence[torch.Tensor], *, 
         graph_model, qparams = to_deploy_model(model, "static")
         split_output_convs(graph_model, qparams)
         quantizer = LearnedQParamsQuantizer(qparams, rest="int8", activations="static")
+        split_concat = False
     else:
         ptq = ptq or Int8PTQConfig()
         graph_model = split_output_convs(copy.deepcopy(model))
-        quantizer = int8_quantizer(ptq.act_observer, ptq.float_modules, ptq.float_nodes)
+        quantizer, split_concat = int8_quantizer(ptq), ptq.split_concat_convs
     example = _example(max_side)
     ep = torch.export.export(graph_model, (example,), dynamic_shapes=_dynamic_shapes(True, max_side, min_side))
-    converted = calibrate_and_convert(ep, quantizer, example, calibration,
-                                      split_concat=bool(ptq is not None and ptq.split_concat_convs))
+    converted = calibrate_and_convert(ep, quantizer, example, calibration, split_concat=split_concat)
     _mark_level_ranges(converted, qparams)
     return converted
 

@@ -60,27 +60,29 @@ def recommended_int8_config(model: str, scale: int) -> Int8PTQConfig:
     return _RECOMMENDED_INT8.get(model, Int8PTQConfig())
 
 
-def int8_quantizer(act_observer: str = "histogram", float_modules: Sequence[str] = (),
-                   float_nodes: Sequence[str] = ()):
-    """XNNPACK static int8 with per-channel symmetric weights. ``act_observer``: ``"histogram"`` (stock
-    ExecuTorch: the range that minimises the L2 error of the observed histogram) or ``"minmax"`` (the whole
-    observed range). ``float_modules`` (module names) and ``float_nodes`` (op names of the exported graph) are
-    left fp32. The stock annotators of cat and mean ignore such filters: those ops stay int8."""
+def int8_quantizer(config: Int8PTQConfig | None = None):
+    """XNNPACK static int8 with per-channel symmetric weights, as ``config`` says (default: stock ExecuTorch's).
+    ``act_observer``: ``"histogram"`` (the range that minimises the L2 error of the observed histogram) or
+    ``"minmax"`` (the whole observed range). ``float_modules`` (module names) and ``float_nodes`` (op names of
+    the exported graph) are left fp32; the stock annotators of cat and mean ignore such filters, so those ops
+    stay int8. ``split_concat_convs`` is a graph rewrite, applied by the caller before prepare."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
 
-    Int8PTQConfig(act_observer, tuple(float_modules), tuple(float_nodes))  # validates
-    config = get_symmetric_quantization_config(is_per_channel=True)
-    if act_observer == "minmax":
+    config = config or Int8PTQConfig()
+    float_modules, float_nodes = config.float_modules, config.float_nodes
+    spec_config = get_symmetric_quantization_config(is_per_channel=True)
+    if config.act_observer == "minmax":
         from dataclasses import replace
 
         from torchao.quantization.pt2e.observer import MinMaxObserver
 
-        spec = replace(config.input_activation, observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
-        config = replace(config, input_activation=spec, output_activation=spec)
-    quantizer = XNNPACKQuantizer().set_global(config)
+        spec = replace(spec_config.input_activation,
+                       observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
+        spec_config = replace(spec_config, input_activation=spec, output_activation=spec)
+    quantizer = XNNPACKQuantizer().set_global(spec_config)
     if float_modules or float_nodes:
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_module_name_filter
 

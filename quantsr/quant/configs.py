@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from quantsr.quant.quantizers import ROUNDINGS, WEIGHT_GRANULARITIES, WEIGHT_QUANTIZERS, _check_bits
+from quantsr.quant.quantizers import ROUNDINGS, WEIGHT_QUANTIZERS, _check_bits, _check_granularity
 
 __all__ = ["BODY_PREFIXES", "Config", "FilterFn", "MixedConfig", "QuantSRConfig", "W8A8Config", "is_body_layer"]
 
@@ -62,9 +62,7 @@ class QuantSRConfig:
     def __post_init__(self) -> None:
         _check_bits(self.w_bits)
         _check_bits(self.a_bits)
-        if self.weight_granularity not in WEIGHT_GRANULARITIES:
-            raise ValueError(f"weight_granularity must be one of {WEIGHT_GRANULARITIES}, "
-                             f"got {self.weight_granularity!r}")
+        _check_granularity(self.weight_granularity)
         if self.rounding not in ROUNDINGS:
             raise ValueError(f"rounding must be one of {ROUNDINGS}, got {self.rounding!r}")
         if self.weight_quantizer not in WEIGHT_QUANTIZERS:
@@ -108,9 +106,7 @@ class MixedConfig:
     def __post_init__(self) -> None:
         for bits in (*self.body_bits, *self.rest_bits):
             _check_bits(bits)
-        if self.weight_granularity not in WEIGHT_GRANULARITIES:
-            raise ValueError(f"weight_granularity must be one of {WEIGHT_GRANULARITIES}, "
-                             f"got {self.weight_granularity!r}")
+        _check_granularity(self.weight_granularity)
 
     def default_filter(self, module: nn.Module, fqn: str) -> bool:
         return _any_layer(module, fqn)

@@ -164,7 +164,7 @@ def _set_weight_step(layer: nn.Module, method: str, percentile: float, grid: int
         wq.init_from(w)
         return
     # a per-channel quantizer gets each output channel's own step, by the same rule
-    rows = w.detach().flatten(1) if getattr(wq, "per_channel", False) else [w.detach()]
+    rows = w.detach().flatten(1) if wq.per_channel else [w.detach()]
     steps = []
     for row in rows:
         w_max = float(row.abs().max())

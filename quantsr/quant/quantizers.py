@@ -107,6 +107,12 @@ def grad_scale(a: torch.Tensor, g: float) -> torch.Tensor:
     return a.detach() + (ag - ag.detach())
 
 
+def _check_granularity(granularity: str) -> str:
+    if granularity not in WEIGHT_GRANULARITIES:
+        raise ValueError(f"weight_granularity must be one of {WEIGHT_GRANULARITIES}, got {granularity!r}")
+    return granularity
+
+
 def _check_bits(bits: int) -> int:
     if not isinstance(bits, int) or not 2 <= bits <= 16:
         raise ValueError(f"bit-width must be an int in [2, 16], got {bits!r}")
@@ -392,9 +398,7 @@ def make_weight_quantizer(kind: str, bits: int, weight: torch.Tensor | None = No
                           granularity: str = "per_tensor") -> _WeightQuantizerBase:
     """``"rbd"`` | ``"lsq"`` (same levels as RBD) | ``"lsq_sym"`` (symmetric levels), with one step per tensor
     or per output channel (``granularity``, one of :data:`WEIGHT_GRANULARITIES`)."""
-    if granularity not in WEIGHT_GRANULARITIES:
-        raise ValueError(f"weight granularity must be one of {WEIGHT_GRANULARITIES}, got {granularity!r}")
-    per_channel = granularity == "per_channel"
+    per_channel = _check_granularity(granularity) == "per_channel"
     if kind == "rbd":
         return RBDWeightQuantizer(bits, weight, per_channel)
     if kind in ("lsq", "lsq_sym"):
