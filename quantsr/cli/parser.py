@@ -103,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantizer-lr-scale", dest="quantizer_lr_scale", type=float,
                    help="lr multiplier for quantizer parameters (steps, tau, s, beta); default 1")
     p.add_argument("--milestones", type=int, nargs="*")
+    p.add_argument("--init", choices=["lsq", "mse", "block"],
+                   help="the student's starting point: the quantizers' LSQ initial values (default), PTQ steps "
+                        "by least squared error, or those followed by block-wise reconstruction to the teacher")
+    p.add_argument("--init-samples", dest="init_samples", type=int,
+                   help="calibration patches for --init mse/block (default 64)")
+    p.add_argument("--init-iterations", dest="init_iterations", type=int,
+                   help="Adam steps per block for --init block (default 400)")
     p.add_argument("--val-every", dest="val_every", type=int)
     p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
     p.add_argument("--train-dirs", dest="train_dirs", nargs="+")

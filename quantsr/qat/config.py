@@ -8,7 +8,9 @@ from typing import Any
 
 from quantsr.train.trainer import default_milestones
 
-__all__ = ["PRESETS", "TrainRecipe"]
+__all__ = ["INITS", "PRESETS", "TrainRecipe"]
+
+INITS = ("lsq", "mse", "block")
 
 
 @dataclass
@@ -20,6 +22,12 @@ class TrainRecipe:
     lr_patch: int = 48
     lr: float = 2e-4
     quantizer_lr_scale: float = 1.0  # lr multiplier for quantizer parameters (steps, tau, s_i, beta_i)
+    # The student's starting point: "lsq" (the quantizers' own initial values at the first batch), "mse" (PTQ
+    # steps by least squared error on init_samples patches) or "block" (mse, then block-wise reconstruction:
+    # init_iterations Adam steps per unit; quantsr.qat.reconstruct).
+    init: str = "lsq"
+    init_samples: int = 64
+    init_iterations: int = 400
     milestones: list[int] | None = None  # default: 50/80/90/95% of iterations
     val_every: int = 1000
     checkpoint_every: int = 250
@@ -30,6 +38,13 @@ class TrainRecipe:
     seed: int = 0
     train_dirs: list[str] = field(default_factory=list)
     val_sets: list[str] = field(default_factory=lambda: ["Set5"])
+
+    def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise ValueError(f"training recipe: init must be one of {INITS}, got {self.init!r}")
+        if self.init_samples < 1 or self.init_iterations < 0:
+            raise ValueError("training recipe: init_samples must be >= 1 and init_iterations >= 0, got "
+                             f"{self.init_samples} and {self.init_iterations}")
 
     def schedule(self) -> list[int]:
         """The learning-rate decay iterations (x0.5 each)."""

@@ -18,15 +18,17 @@ from quantsr.eval.evaluate import evaluate
 from quantsr.eval.opcount import profile
 from quantsr.qat.config import TrainRecipe
 from quantsr.qat.qsa import QSAScheduler
+from quantsr.qat.reconstruct import ReconstructionConfig, reconstruct_
 from quantsr.qat.sfd import SFDLoss
 from quantsr.qat.student import make_student, param_groups
+from quantsr.quant.ptq import ptq_
 from quantsr.quant.quantize import calibrate_
 from quantsr.quant.recipe import QuantRecipe
 from quantsr.train.checkpoint import load_checkpoint, save_atomic
 from quantsr.train.resume import merge_resume_settings
 from quantsr.train.trainer import TrainConfig, Trainer
 
-__all__ = ["TRAIN_RESUMABLE", "check_resume", "quantize_checkpoint"]
+__all__ = ["TRAIN_RESUMABLE", "check_resume", "initialize_student_", "quantize_checkpoint"]
 
 # The training settings a resumed `quantsr quantize` run may change (how long, how often it reports, where it
 # runs); everything else, and the whole QuantRecipe, must be the run's.
@@ -55,6 +57,38 @@ def check_resume(path: str | Path, recipe: QuantRecipe, train: TrainRecipe, teac
     return lines
 
 
+def initialize_student_(student: nn.Module, teacher: nn.Module, data: PatchDataset, recipe: QuantRecipe,
+                        train: TrainRecipe, val_sets: list[BenchmarkSet] = (), *, progress: bool = True) -> dict:
+    """Give the student its starting point as ``train.init`` says (:class:`~quantsr.qat.config.TrainRecipe`),
+    in place; return what was done (method, CPU seconds, per-unit errors, the validation PSNR reached), for
+    the model card. The calibration patches are the first training batches."""
+    start, wall = time.process_time(), time.perf_counter()
+    info: dict = {"method": train.init}
+    student.to(train.device)
+    teacher.to(train.device)
+    if train.init == "lsq":  # the activation steps' LSQ init at the first training batch
+        calibrate_(student, data.batch(0)[0].to(train.device))
+    else:
+        batches = -(-train.init_samples // train.batch_size)
+        patches = torch.cat([data.batch(i)[0] for i in range(batches)])[:train.init_samples].to(train.device)
+        ptq_(student, recipe.quant_config(), [patches], method="mse")
+        info["samples"] = int(patches.shape[0])
+        if train.init == "block":
+            config = ReconstructionConfig(iterations=train.init_iterations, seed=train.seed)
+            reports = reconstruct_(student, teacher, patches, config, progress=progress)
+            info["reconstruction"] = {**asdict(config), "units": [asdict(r) for r in reports]}
+    info["cpu_seconds"] = round(time.process_time() - start, 1)
+    info["seconds"] = round(time.perf_counter() - wall, 1)
+    if val_sets:
+        result = evaluate(student.eval(), val_sets, val_sets[0].scale, progress=False, ssim=False,
+                          device=train.device)
+        info["psnr"] = {s.name: round(s.psnr, 3) for s in result.sets}
+        if progress:
+            print(f"start ({train.init}, {info['seconds']:.0f} s): "
+                  + ", ".join(f"{k} {v:.3f} dB" for k, v in info["psnr"].items()))
+    return info
+
+
 def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: QuantRecipe, train: TrainRecipe,
                         out_dir: str | Path, *, model_kwargs: dict | None = None, teacher_source: str = "",
                         resume: bool = False, progress: bool = True,
@@ -68,7 +102,8 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
     last = out_dir / "last.pt"
     if last.exists() and not resume:
         raise ValueError(f"{last} exists; pass --resume to continue it, or choose another --out")
-    if resume and last.exists():  # checked before anything is built, so a refused resume costs nothing
+    resuming = resume and last.exists()
+    if resuming:  # checked before anything is built, so a refused resume costs nothing
         for line in check_resume(last, recipe, train, teacher_source):
             print(f"resuming {last}: {line}")
     torch.manual_seed(train.seed)
@@ -78,8 +113,12 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
     train_dirs = train.train_dirs or [str(default_data_root() / "train" / name) for name in ("T91", "BSD200")]
     data = PatchDataset(train_dirs, scale, lr_patch=train.lr_patch, batch_size=train.batch_size, seed=train.seed,
                         show_progress=progress)
-    calibrate_(student, data.batch(0)[0])  # LSQ init of the activation steps at the first training batch
     val_sets = [BenchmarkSet.from_name(name, scale) for name in train.val_sets]
+    if resuming:  # the starting point is in last.pt (its weights and steps, and how it was made)
+        calibrate_(student, data.batch(0)[0])
+        init_info = (load_checkpoint(last).get("run_settings") or {}).get("init") or {"method": train.init}
+    else:
+        init_info = initialize_student_(student, teacher, data, recipe, train, val_sets, progress=progress)
     loss = SFDLoss(student, weight=train.distill_weight) if train.distill else nn.L1Loss()
     optimizer = torch.optim.Adam(param_groups(student, train), lr=train.lr, betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=train.schedule(), gamma=0.5)
@@ -96,7 +135,8 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
     trainer = Trainer(student, data, loss, optimizer, scheduler, teacher=teacher if train.distill else None,
                       val_sets=val_sets, config=config, metadata=metadata, callbacks=callbacks,
                       run_settings={"train_recipe": asdict(train),  # absolute: a resume may run from elsewhere
-                                    "teacher": str(Path(teacher_source).resolve()) if teacher_source else ""})
+                                    "teacher": str(Path(teacher_source).resolve()) if teacher_source else "",
+                                    "init": init_info})
     if resume and trainer.resume():
         print(f"resumed from {last} at iteration {trainer.iteration}")
     start = time.process_time()
@@ -113,7 +153,7 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
         "architecture": model, "scale": scale, "model_kwargs": model_kwargs,
         "bits": {"weights": recipe.w_bits, "activations": recipe.a_bits,
                  "head_tail": recipe.head_tail_bits, "weight_quantizer": recipe.weight_quantizer},
-        "teacher": teacher_source, "distillation": "SFD" if train.distill else None,
+        "teacher": teacher_source, "distillation": "SFD" if train.distill else None, "init": init_info,
         "qsa": None if qsa is None else {"kept_blocks": recipe.qsa_keep,
                                          "events": [asdict(e) for e in qsa.events]},
         "data": {"train": train_dirs, "lr_patch": train.lr_patch, "batch_size": train.batch_size},

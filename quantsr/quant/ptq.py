@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from quantsr.models.slimmable import SlimmableBlock
 from quantsr.quant import (
     ActQuantizer,
     RBDWeightQuantizer,
@@ -212,7 +213,10 @@ def ptq_(model: nn.Module, config, calib_batches: Iterable[torch.Tensor], method
     batches = [b.to(device) for b in calib_batches]
     if not batches:
         raise ValueError("ptq_ needs at least one calibration batch")
-    acts = [m for m in model.modules() if isinstance(m, ActQuantizer)]
+    # A block skipped from the start (QuantRecipe.skip_blocks) never runs: its quantizers have nothing to see.
+    idle = {id(m) for block in model.modules() if isinstance(block, SlimmableBlock) and block.is_skipped
+            for m in block.modules()}
+    acts = [m for m in model.modules() if isinstance(m, ActQuantizer) and id(m) not in idle]
     for q in acts:
         if q.tau is not None:
             q.tau.zero_()
