@@ -31,6 +31,19 @@ def tiny_edsr(num_block: int = 4, slimmable: bool = True, seed: int = 0):
     return make_slimmable_(model) if slimmable else model
 
 
+def tiny_fp_checkpoint(path: Path, scale: int = 2, num_block: int = 1) -> Path:
+    """An 8-channel FP EDSR checkpoint (weights and metadata, as `quantsr train` writes them) at ``path``."""
+    from quantsr.models.registry import create_model
+    from quantsr.train.checkpoint import save_atomic
+
+    torch.manual_seed(0)
+    kwargs = {"num_feat": 8, "num_block": num_block}
+    model = create_model("edsr", scale=scale, **kwargs)
+    save_atomic({"model": model.state_dict(), "metadata": {"model": "edsr", "scale": scale, "model_kwargs": kwargs}},
+                path)
+    return path
+
+
 def require(path: Path) -> Path:
     """Tests that read ../shared data or weights fail loudly (not skip) when they are missing in this checkout."""
     if not path.exists():

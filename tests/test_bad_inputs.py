@@ -1,14 +1,12 @@
 """Every odd or broken input gives a correct result or a one-line error, from the loader and from `quantsr eval`."""
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from quantsr import create_model
 from quantsr.cli import main
 from quantsr.data.datasets import BenchmarkSet, PatchDataset
 from quantsr.data.image_io import ImageError, load_image
-from quantsr.train.checkpoint import save_atomic
+from tests.conftest import tiny_fp_checkpoint
 
 
 def _photo(h=40, w=36):
@@ -59,12 +57,7 @@ def test_loader_errors_name_the_file_and_the_problem(tmp_path, name, message):
 
 
 def _tiny_checkpoint(tmp_path):
-    torch.manual_seed(0)
-    model = create_model("edsr", scale=4, num_feat=8, num_block=1)
-    path = tmp_path / "tiny.pt"
-    save_atomic({"model": model.state_dict(),
-                 "metadata": {"model": "edsr", "scale": 4, "model_kwargs": {"num_feat": 8, "num_block": 1}}}, path)
-    return path
+    return tiny_fp_checkpoint(tmp_path / "tiny.pt", scale=4)
 
 
 def test_eval_gives_results_for_every_valid_variant(tmp_path, capsys):

@@ -82,6 +82,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from quantsr.models.registry import create_model
     from quantsr.models.weights import load_weights
     from quantsr.train.checkpoint import load_checkpoint
+    from quantsr.train.distributed import RankShard, check_divisible, finish_distributed, init_distributed
     from quantsr.train.resume import TRAIN_DEFAULTS, TRAIN_RESUMABLE, merge_resume_settings
     from quantsr.train.trainer import TrainConfig, Trainer, default_milestones
 
@@ -109,29 +110,39 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_root = default_data_root() / "train"
         s["train_dirs"] = [str(train_root / "T91"), str(train_root / "BSD200")]
     s["milestones"] = s["milestones"] or default_milestones(s["iterations"])
+    # Under torchrun: this rank's place and device (cuda -> cuda:LOCAL_RANK); --batch-size stays the global batch.
+    context, device = init_distributed(s["device"])
+    check_divisible(s["batch_size"], context.world_size)
+    progress = not args.no_progress and context.is_main
     torch.manual_seed(s["seed"])
     model = create_model(s["model"], scale=s["scale"], **s["model_kwargs"])
     if s["init_weights"]:
         load_weights(model, s["init_weights"], s["scale"])
     data = PatchDataset(s["train_dirs"], s["scale"], lr_patch=s["lr_patch"], batch_size=s["batch_size"],
-                        seed=s["seed"], show_progress=not args.no_progress)
+                        seed=s["seed"], show_progress=progress)
     val_sets = [BenchmarkSet.from_name(name, s["scale"], s["data_root"]) for name in s["val_sets"]]
     optimizer = torch.optim.Adam(model.parameters(), lr=s["lr"], betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=s["milestones"], gamma=s["gamma"])
     config = TrainConfig(iterations=s["iterations"], val_every=s["val_every"],
                          checkpoint_every=s["checkpoint_every"], out_dir=args.out, bf16=s["bf16"],
-                         channels_last=s["channels_last"], progress=not args.no_progress, device=s["device"])
+                         channels_last=s["channels_last"], progress=progress, device=device)
     metadata = checkpoint_metadata(s["model"], s["scale"], s["model_kwargs"])
-    trainer = Trainer(model, data, torch.nn.L1Loss(), optimizer, scheduler, val_sets=val_sets, config=config,
-                      metadata=metadata, run_settings=s)
-    if args.resume:
+    shard = RankShard(data, context, s["batch_size"]) if context.enabled else data
+    trainer = Trainer(model, shard, torch.nn.L1Loss(), optimizer, scheduler, val_sets=val_sets, config=config,
+                      metadata=metadata, run_settings=s, dist=context)
+    if args.resume and context.is_main:
         if trainer.resume():
             print(f"resumed from {last} at iteration {trainer.iteration}")
             for line in changes:
                 print(f"  {line}")
         else:
             print(f"no {last} yet: starting from iteration 0")
+    if args.resume and not context.is_main:
+        trainer.resume()
     history = trainer.fit()
+    finish_distributed()
+    if not context.is_main:
+        return 0
     total = history.data_seconds + history.step_seconds
     if total > 0:
         print(f"done: {trainer.iteration} iterations, {trainer.iteration / total:.2f} it/s, "
@@ -192,6 +203,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     card = quantize_checkpoint(teacher, info.model, info.scale, recipe, train, args.out,
                                model_kwargs=info.model_kwargs, teacher_source=source, resume=args.resume,
                                progress=not args.no_progress)
+    if not card:  # a torchrun rank other than 0: rank 0 reports
+        return 0
     print(f"{info.model} x{info.scale} W{recipe.w_bits}A{recipe.a_bits}, {card['iterations']} iterations")
     print(f"{'set':<10} {'PSNR':>8} {'SSIM':>8} {'FP PSNR':>8} {'drop':>7}")
     for r in card["results"]:

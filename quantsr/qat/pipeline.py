@@ -25,6 +25,7 @@ from quantsr.quant.ptq import ptq_
 from quantsr.quant.quantize import calibrate_
 from quantsr.quant.recipe import QuantRecipe
 from quantsr.train.checkpoint import load_checkpoint, save_atomic
+from quantsr.train.distributed import RankShard, check_divisible, finish_distributed, init_distributed
 from quantsr.train.resume import merge_resume_settings
 from quantsr.train.trainer import TrainConfig, Trainer
 
@@ -58,19 +59,21 @@ def check_resume(path: str | Path, recipe: QuantRecipe, train: TrainRecipe, teac
 
 
 def initialize_student_(student: nn.Module, teacher: nn.Module, data: PatchDataset, recipe: QuantRecipe,
-                        train: TrainRecipe, val_sets: list[BenchmarkSet] = (), *, progress: bool = True) -> dict:
+                        train: TrainRecipe, val_sets: list[BenchmarkSet] = (), *, progress: bool = True,
+                        device: str | None = None) -> dict:
     """Give the student its starting point as ``train.init`` says (:class:`~quantsr.qat.config.TrainRecipe`),
     in place; return what was done (method, CPU seconds, per-unit errors, the validation PSNR reached), for
     the model card. The calibration patches are the first training batches."""
     start, wall = time.process_time(), time.perf_counter()
     info: dict = {"method": train.init}
-    student.to(train.device)
-    teacher.to(train.device)
+    device = device or train.device
+    student.to(device)
+    teacher.to(device)
     if train.init == "lsq":  # the activation steps' LSQ init at the first training batch
-        calibrate_(student, data.batch(0)[0].to(train.device))
+        calibrate_(student, data.batch(0)[0].to(device))
     else:
         batches = -(-train.init_samples // train.batch_size)
-        patches = torch.cat([data.batch(i)[0] for i in range(batches)])[:train.init_samples].to(train.device)
+        patches = torch.cat([data.batch(i)[0] for i in range(batches)])[:train.init_samples].to(device)
         ptq_(student, recipe.quant_config(), [patches], method="mse")
         info["samples"] = int(patches.shape[0])
         if train.init == "block":
@@ -80,8 +83,7 @@ def initialize_student_(student: nn.Module, teacher: nn.Module, data: PatchDatas
     info["cpu_seconds"] = round(time.process_time() - start, 1)
     info["seconds"] = round(time.perf_counter() - wall, 1)
     if val_sets:
-        result = evaluate(student.eval(), val_sets, val_sets[0].scale, progress=False, ssim=False,
-                          device=train.device)
+        result = evaluate(student.eval(), val_sets, val_sets[0].scale, progress=False, ssim=False, device=device)
         info["psnr"] = {s.name: round(s.psnr, 3) for s in result.sets}
         if progress:
             print(f"start ({train.init}, {info['seconds']:.0f} s): "
@@ -99,6 +101,10 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
     ``out_dir/last.pt`` if there is one, which must then have the same recipes (see :func:`check_resume`)."""
     out_dir = Path(out_dir)
     model_kwargs = dict(model_kwargs or {})
+    # Under torchrun: this rank's place, and its device (cuda -> cuda:LOCAL_RANK); else one process, unchanged.
+    context, device = init_distributed(train.device)
+    check_divisible(train.batch_size, context.world_size)
+    progress = progress and context.is_main
     last = out_dir / "last.pt"
     if last.exists() and not resume:
         raise ValueError(f"{last} exists; pass --resume to continue it, or choose another --out")
@@ -117,8 +123,9 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
     if resuming:  # the starting point is in last.pt (its weights and steps, and how it was made)
         calibrate_(student, data.batch(0)[0])
         init_info = (load_checkpoint(last).get("run_settings") or {}).get("init") or {"method": train.init}
-    else:
-        init_info = initialize_student_(student, teacher, data, recipe, train, val_sets, progress=progress)
+    else:  # on every rank alike (DDP starts every rank from rank 0's weights anyway); rank 0 reports it
+        init_info = initialize_student_(student, teacher, data, recipe, train,
+                                        val_sets if context.is_main else [], progress=progress, device=device)
     loss = SFDLoss(student, weight=train.distill_weight) if train.distill else nn.L1Loss()
     optimizer = torch.optim.Adam(param_groups(student, train), lr=train.lr, betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=train.schedule(), gamma=0.5)
@@ -130,24 +137,29 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
     metadata = checkpoint_metadata(model, scale, model_kwargs, recipe)
     config = TrainConfig(iterations=train.iterations, val_every=train.val_every,
                          checkpoint_every=train.checkpoint_every, out_dir=str(out_dir), bf16=train.bf16,
-                         channels_last=train.channels_last, progress=progress, device=train.device,
+                         channels_last=train.channels_last, progress=progress, device=device,
                          max_train_seconds=None if train.max_train_minutes is None else 60.0 * train.max_train_minutes)
-    trainer = Trainer(student, data, loss, optimizer, scheduler, teacher=teacher if train.distill else None,
+    shard = RankShard(data, context, train.batch_size) if context.enabled else data
+    trainer = Trainer(student, shard, loss, optimizer, scheduler, teacher=teacher if train.distill else None,
                       val_sets=val_sets, config=config, metadata=metadata, callbacks=callbacks,
                       run_settings={"train_recipe": asdict(train),  # absolute: a resume may run from elsewhere
                                     "teacher": str(Path(teacher_source).resolve()) if teacher_source else "",
-                                    "init": init_info})
-    if resume and trainer.resume():
+                                    "init": init_info},
+                      dist=context)
+    if resume and trainer.resume() and progress:
         print(f"resumed from {last} at iteration {trainer.iteration}")
     start = time.process_time()
     history = trainer.fit()
     cpu_seconds = time.process_time() - start
+    if not context.is_main:  # rank 0 evaluates and writes model.pt and the card
+        finish_distributed()
+        return {}
     if qsa is not None:
         qsa.finalize(student)
 
     student.eval()
-    result = evaluate(student, eval_sets, scale, progress=progress, model_name=model, device=train.device)
-    fp_result = evaluate(teacher, eval_sets, scale, progress=progress, model_name=model, device=train.device)
+    result = evaluate(student, eval_sets, scale, progress=progress, model_name=model, device=device)
+    fp_result = evaluate(teacher, eval_sets, scale, progress=progress, model_name=model, device=device)
     report = profile(student.cpu(), (3, 64, 64))
     card = {
         "architecture": model, "scale": scale, "model_kwargs": model_kwargs,
@@ -160,6 +172,7 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
         "iterations": trainer.iteration, "cpu_seconds_this_run": round(cpu_seconds, 1),
         "train_seconds_total": round(history.data_seconds + history.step_seconds, 1),
         "machine": platform.processor() or platform.machine(), "device": train.device,
+        "world_size": context.world_size,
         "results": [{"set": s.name, "psnr": round(s.psnr, 3), "ssim": round(s.ssim, 4),
                      "fp_psnr": round(f.psnr, 3), "drop_db": round(f.psnr - s.psnr, 3)}
                     for s, f in zip(result.sets, fp_result.sets)],
@@ -169,4 +182,5 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
     }
     save_atomic({"model": student.state_dict(), "metadata": metadata}, out_dir / "model.pt")
     write_text_atomic(json.dumps(card, indent=1), out_dir / "model_card.json")
+    finish_distributed()
     return card

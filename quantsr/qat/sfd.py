@@ -27,6 +27,7 @@ from torch import nn
 
 from quantsr.models.registry import descriptor_of
 from quantsr.models.slimmable import SkippedBlock, SlimmableBlock, block_container
+from quantsr.train.distributed import world_size
 from quantsr.train.trainer import TeacherLoss
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,6 +65,20 @@ def feature_modules(model: nn.Module, shallow: bool | None = None) -> dict[int, 
         if conv is not None:
             out[k] = conv
     return out
+
+
+def _batch_norm_term(diff: torch.Tensor) -> torch.Tensor:
+    """``||diff||_F`` over the whole batch. Under DDP each rank holds a shard of it: the value is the global norm
+    (the squared norms all-reduced), and the gradient is scaled so that DDP's average over the ranks is exactly the
+    global norm's gradient, ``sum_r d(s_r) / (2 ||.||)``, so N ranks train as one process on the global batch."""
+    ranks = world_size()
+    if ranks == 1:
+        return torch.linalg.vector_norm(diff)
+    squared = diff.square().sum()
+    total = squared.detach().clone()
+    torch.distributed.all_reduce(total)
+    norm = total.sqrt()
+    return norm + ranks * (squared - squared.detach()) / (2 * norm.clamp_min(1e-12))
 
 
 def _block_skipped(block: nn.Module) -> bool:
@@ -225,7 +240,7 @@ class SFDLoss(TeacherLoss):
             if fs.shape != ft.shape:
                 raise ValueError(f"SFD: feature {k} has shape {tuple(fs.shape)} in the student, "
                                  f"{tuple(ft.shape)} in the teacher; use the same architecture")
-            terms.append(torch.linalg.vector_norm(fs.float() - ft.float()))
+            terms.append(_batch_norm_term(fs.float() - ft.float()))
         if not terms:
             self.last = {"l1": l1.detach(), "feature": None, "keys": keys}
             return l1

@@ -134,6 +134,15 @@ def fp32_quantizer_math(forward):
     return wrapper
 
 
+def _batch_numel(x: torch.Tensor, training: bool) -> int:
+    """The element count LSQ's gradient scale uses: that of the whole batch the loss is over, so under DDP
+    (each rank holding a shard) it is the shard's times the ranks, and N ranks step as one process."""
+    n = x.numel()
+    if training and torch.distributed.is_available() and torch.distributed.is_initialized():
+        n *= torch.distributed.get_world_size()
+    return n
+
+
 class ActQuantizer(nn.Module):
     """Redistributed LSQ activation quantizer: ``x~ = x + tau``; ``xq = a' * round(clip(x~ / a', Qn, Qp))``.
 
@@ -247,7 +256,7 @@ class ActQuantizer(nn.Module):
                 )
             self._initialize(xs.detach())
         qn, qp = self.qrange()
-        a = grad_scale(self.step, 1.0 / math.sqrt(x.numel() * qp))
+        a = grad_scale(self.step, 1.0 / math.sqrt(_batch_numel(x, self.training) * qp))
         v = torch.clamp(xs / a, qn, qp)
         v = round_ste(v) if self.rounding == "ste" else round_soft(v, self.soft_k)
         return v * a

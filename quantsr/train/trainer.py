@@ -21,7 +21,9 @@ import torch.nn as nn
 
 from quantsr.data.datasets import BenchmarkSet
 from quantsr.eval.evaluate import evaluate
+from quantsr.models.slimmable import SlimmableBlock
 from quantsr.train.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_atomic
+from quantsr.train.distributed import DistContext, all_mean, any_rank, broadcast_state_
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -75,8 +77,11 @@ class Trainer:
                  val_sets: Sequence[BenchmarkSet] = (), config: TrainConfig | None = None,
                  metadata: dict[str, Any] | None = None, run_settings: dict[str, Any] | None = None,
                  callbacks: Sequence[Callable[[Trainer], None]] = (),
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter, dist: DistContext | None = None) -> None:
         self.config = config or TrainConfig()
+        # Under torchrun (quantsr.train.distributed): train_data is this rank's RankShard of the global batch;
+        # rank 0 alone validates, runs the callbacks (broadcasting what they change) and writes checkpoints.
+        self.dist = dist or DistContext()
         self.device = torch.device(self.config.device)
         if self.config.bf16 and self.device.type == "cpu" and not cpu_has_fast_bf16():
             warnings.warn("bf16 autocast on a CPU without AVX512-BF16/AMX is emulated and about 10x slower than "
@@ -90,10 +95,21 @@ class Trainer:
         self.val_sets = list(val_sets)
         self.metadata = dict(metadata or {})  # saved in every checkpoint (what the model is)
         self.run_settings = dict(run_settings or {})  # saved in last.pt only (how it is trained: for resuming)
-        self.callbacks = list(callbacks)  # called after every iteration (and its checkpoint), with the trainer
+        # called after every iteration (and its checkpoint) with the trainer; one that changes the model returns
+        # something other than None (QSA: its PruneEvent)
+        self.callbacks = list(callbacks)
         self.clock = clock  # seconds, for the timings and the time budget; tests pass a fake one
         self.iteration = 0
         self.history = TrainHistory()
+        self.forward_model: nn.Module = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # A slimmable body's pruned blocks stop receiving gradients midway: DDP must look for unused ones.
+            slimmable = any(isinstance(m, SlimmableBlock) for m in self.model.modules())
+            self.forward_model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=slimmable)
 
     # -- checkpoints ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -107,6 +123,7 @@ class Trainer:
             "config": asdict(self.config),
             "metadata": self.metadata,
             "run_settings": self.run_settings,
+            "world_size": self.dist.world_size,
         }
 
     def save_checkpoint(self, path: str | Path) -> Path:
@@ -114,6 +131,11 @@ class Trainer:
 
     def load_checkpoint(self, path: str | Path) -> None:
         ckpt = load_checkpoint(path)
+        saved_world = int(ckpt.get("world_size", 1))
+        if saved_world != self.dist.world_size:
+            raise ValueError(f"{path} was trained on {saved_world} rank(s) and this run has "
+                             f"{self.dist.world_size}; resume it with the same world size (torchrun "
+                             f"--nproc_per_node x nodes = {saved_world}), or start a new --out")
         for key in ("model", "scale"):
             theirs, ours = ckpt.get("metadata", {}).get(key), self.metadata.get(key)
             if theirs is not None and ours is not None and theirs != ours:
@@ -144,7 +166,7 @@ class Trainer:
 
     # -- training ------------------------------------------------------------------------------------------
     def compute_loss(self, lr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        sr = self.model(lr)
+        sr = self.forward_model(lr)
         if isinstance(self.loss_fn, TeacherLoss):
             return self.loss_fn(sr, hr, lr=lr, model=self.model, teacher=self.teacher)
         return self.loss_fn(sr, hr)
@@ -165,7 +187,7 @@ class Trainer:
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
-        return float(loss.detach())
+        return all_mean(float(loss.detach()), self.device)  # each rank's loss is its shard's: report the batch's
 
     def validate(self) -> dict[str, float]:
         result = evaluate(self.model, self.val_sets, self.val_sets[0].scale, progress=False,
@@ -177,7 +199,7 @@ class Trainer:
     def fit(self) -> TrainHistory:
         cfg = self.config
         bar = None
-        if cfg.progress:
+        if cfg.progress and self.dist.is_main:
             from tqdm import tqdm
             bar = tqdm(total=cfg.iterations, initial=self.iteration, unit="it", desc="training", dynamic_ncols=True,
                        disable=None)  # None: shown on a terminal only, no carriage returns in a log file
@@ -204,8 +226,13 @@ class Trainer:
                     bar.update(1)
                     if self.iteration % cfg.log_every == 0 or self.iteration == cfg.iterations:
                         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.1e}")
-                for callback in self.callbacks:
-                    callback(self)
+                # Under torchrun rank 0 alone decides (it alone validates); a callback that changed the model
+                # says so by returning something, and the others then receive rank 0's model.
+                changed = False
+                if self.dist.is_main:
+                    changed = any([callback(self) is not None for callback in self.callbacks])
+                if self.dist.enabled and self.callbacks and any_rank(changed, self.device):
+                    broadcast_state_(self.model)
                 if self.budget_spent():
                     if bar is not None:
                         bar.write(f"time budget of {cfg.max_train_seconds:.0f} s spent at iteration {self.iteration}")
@@ -215,13 +242,18 @@ class Trainer:
         return self.history
 
     def budget_spent(self) -> bool:
-        """True once the training time (data + steps, over all resumed runs) reaches ``max_train_seconds``."""
+        """True once the training time (data + steps, over all resumed runs) reaches ``max_train_seconds``
+        (on any rank: all ranks stop at the same iteration)."""
         budget = self.config.max_train_seconds
-        return budget is not None and self.history.data_seconds + self.history.step_seconds >= budget
+        if budget is None:
+            return False
+        return any_rank(self.history.data_seconds + self.history.step_seconds >= budget, self.device)
 
     def _maybe_validate_and_save(self, bar) -> None:
         cfg = self.config
         done = self.iteration == cfg.iterations or self.budget_spent()
+        if not self.dist.is_main:
+            return
         improved = False
         if self.val_sets and cfg.val_every and (self.iteration % cfg.val_every == 0 or done):
             record = self.validate()
