@@ -170,7 +170,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     given = {name: getattr(args, name) for name in train_fields if getattr(args, name, None) is not None}
     preset = dict(PRESETS[args.preset]) if args.preset else {}
     bits = {name: getattr(args, name) for name in ("w_bits", "a_bits", "weight_quantizer", "weight_granularity",
-                                                   "rounding", "qsa_keep")
+                                                   "rounding", "qsa_keep", "concat_steps")
             if getattr(args, name) is not None}
     if args.rest_int8:
         bits["head_tail_bits"] = 8

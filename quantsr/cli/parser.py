@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rest-int8", dest="rest_int8", action="store_const", const=True,
                    help="head/tail/upsampler int8 instead of FP32")
     p.add_argument("--no-distill", dest="distill", action="store_const", const=False, help="L1 only, no SFD")
+    p.add_argument("--concat-steps", dest="concat_steps", action="store_const", const=True,
+                   help="one activation step per branch at the input of each conv over a concat (fusion convs)")
     p.add_argument("--qsa-keep", dest="qsa_keep", type=int, help="QSA: slim the body to this many blocks")
     p.add_argument("--iterations", type=int)
     p.add_argument("--batch-size", dest="batch_size", type=int)

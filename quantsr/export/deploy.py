@@ -61,6 +61,9 @@ def _learned(q: QConv2d | QLinear) -> tuple[torch.Tensor, float | torch.Tensor, 
     aq: ActQuantizer = q.act_quantizer
     if not aq.is_initialized:
         raise ValueError("the model has an uninitialised activation quantizer: train or calibrate it first")
+    if aq.segments is not None:
+        raise NotImplementedError("per-branch activation steps at a concat (QuantRecipe.concat_steps) are not "
+                                  "exportable yet; train without --concat-steps to export this model")
     levels, step = q.integer_weight()
     qn, qp = aq.qrange()
     a = float(aq.step.detach())

@@ -179,17 +179,21 @@ def _set_weight_step(layer: nn.Module, method: str, percentile: float, grid: int
 
 
 @torch.no_grad()
-def _set_act(q: ActQuantizer, obs: _Observer, method: str, percentile: float, grid: int) -> None:
-    signed = obs.signed
+def _set_act(q: ActQuantizer, parts: list[_Observer], method: str, percentile: float, grid: int) -> None:
+    """One step per observed part (one part, or one per concat segment), on one shared signed/unsigned grid."""
+    signed = any(obs.signed for obs in parts)
     qn, qp = _act_range(q.bits, signed)
-    lo, hi = obs.span()
-    if method == "percentile":
-        p = percentile / 100.0
-        lo, hi = obs.quantile(1.0 - p), obs.quantile(p)
-    step = _act_step(lo, hi, qn, qp)
-    if method == "mse":
-        step = _mse_step(obs.centers(), step, qn, qp, grid, weights=obs.hist)
-    q.set_range(step, signed)
+    steps = []
+    for obs in parts:
+        lo, hi = obs.span()
+        if method == "percentile":
+            p = percentile / 100.0
+            lo, hi = obs.quantile(1.0 - p), obs.quantile(p)
+        step = _act_step(lo, hi, qn, qp)
+        if method == "mse":
+            step = _mse_step(obs.centers(), step, qn, qp, grid, weights=obs.hist)
+        steps.append(step)
+    q.set_range(torch.tensor(steps) if len(steps) > 1 else steps[0], signed)
 
 
 # --------------------------------------------------------------------------------------------- entry point
@@ -230,19 +234,24 @@ def ptq_(model: nn.Module, config, calib_batches: Iterable[torch.Tensor], method
         calibrate_(model, torch.cat(batches))
         return model
 
-    observers = {q: _Observer() for q in acts}
-    with _fp_observed(model, lambda q, x: observers[q].observe_range(x)):
+    observers = {q: [_Observer() for _ in range(len(q.segments or (0,)))] for q in acts}
+
+    def observe(q: ActQuantizer, x: torch.Tensor, hist: bool) -> None:
+        for obs, part in zip(observers[q], q.split(x)):
+            obs.observe_hist(part, bins) if hist else obs.observe_range(part)
+
+    with _fp_observed(model, lambda q, x: observe(q, x, hist=False)):
         for x in batches:
             model(x)
     if method in ("percentile", "mse"):
-        with _fp_observed(model, lambda q, x: observers[q].observe_hist(x, bins)):
+        with _fp_observed(model, lambda q, x: observe(q, x, hist=True)):
             for x in batches:
                 model(x)
-    for q, obs in observers.items():
-        if obs.lo == math.inf:
+    for q, parts in observers.items():
+        if any(obs.lo == math.inf for obs in parts):
             raise RuntimeError(f"an activation quantizer ({q.extra_repr()}) saw no input during calibration; "
                                "is it on the forward path?")
-        _set_act(q, obs, method, percentile, grid)
+        _set_act(q, parts, method, percentile, grid)
     return model
 
 

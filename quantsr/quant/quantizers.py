@@ -150,7 +150,10 @@ class ActQuantizer(nn.Module):
       (C, H, W); -1 for linear / matmul inputs (..., C)), initialised to 0. Nothing is subtracted afterwards.
       ``redistribute=False`` drops tau (used for the softmax output in attention, whose rows must stay
       non-negative and sum to ~1).
-    * ``step`` (a): learnable per-tensor scalar, LSQ gradient scale ``g = 1 / sqrt(numel(x) * Qp)``.
+    * ``step`` (a): learnable per-tensor scalar, LSQ gradient scale ``g = 1 / sqrt(numel(x) * Qp)``; with
+      ``segments`` (channel counts of consecutive parts along ``channel_dim``, e.g. the branches of a concat)
+      one step per part instead (``g`` over the part's share of the elements), so a fusion conv's input keeps
+      each branch on its own grid, as the deployed graph's split concat does (``quantsr.quant.concat``).
     * Range: decided once, at the first forward in training mode: signed ``[-2^(b-1), 2^(b-1)-1]`` if
       ``min(x~) < -1e-5``, else unsigned ``[0, 2^b-1]``; ``a`` is then set to ``2 mean(|x~|) / sqrt(Qp)``.
       Both are stored in buffers (``signed``, ``initialized``), so checkpoints keep them.
@@ -171,8 +174,12 @@ class ActQuantizer(nn.Module):
         rounding: str = "ste",
         redistribute: bool = True,
         soft_k: float = 1.0,
+        segments: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
+        segments = tuple(int(n) for n in segments) if segments else None
+        if segments is not None and (sum(segments) != num_channels or min(segments) < 1):
+            raise ValueError(f"segments {segments} must be positive channel counts summing to {num_channels}")
         if rounding not in ROUNDINGS:
             raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
         self.bits = _check_bits(bits)
@@ -184,7 +191,11 @@ class ActQuantizer(nn.Module):
             self.tau = nn.Parameter(torch.zeros(num_channels))
         else:
             self.register_parameter("tau", None)
-        self.step = nn.Parameter(torch.tensor(1.0))
+        self.segments = segments
+        self.step = nn.Parameter(torch.tensor(1.0) if segments is None else torch.ones(len(segments)))
+        if segments is not None:  # channel -> its segment's step
+            index = torch.repeat_interleave(torch.arange(len(segments)), torch.tensor(segments))
+            self.register_buffer("segment_index", index, persistent=False)
         self.register_buffer("initialized", torch.tensor(False))
         self.register_buffer("signed", torch.tensor(False))
         self._flags: tuple[bool, bool] | None = None  # python mirror of (initialized, signed): no device sync
@@ -211,7 +222,8 @@ class ActQuantizer(nn.Module):
         """Decide the range and step from outside (e.g. PTQ calibration): signed ``[-2^(b-1), 2^(b-1)-1]`` or
         unsigned ``[0, 2^b-1]`` levels, step ``a = step``; marks the quantizer initialised. ``tau`` is left as is."""
         signed = bool(signed)
-        self.step.copy_(torch.as_tensor(step, dtype=self.step.dtype, device=self.step.device).reshape(()))
+        value = torch.as_tensor(step, dtype=self.step.dtype, device=self.step.device)
+        self.step.copy_(value.reshape(self.step.shape) if value.numel() > 1 else value.reshape(()).expand_as(self.step))
         self.signed.fill_(signed)
         self.initialized.fill_(True)
         self._flags = (True, signed)
@@ -240,7 +252,20 @@ class ActQuantizer(nn.Module):
         self.initialized.fill_(True)
         self._flags = (True, signed)
         _, qp = self.qrange()
-        self.step.copy_((2.0 * xs.abs().mean() / math.sqrt(qp)).clamp_min(1e-8))
+        parts = self.split(xs)
+        steps = torch.stack([2.0 * part.abs().mean() / math.sqrt(qp) for part in parts]).clamp_min(1e-8)
+        self.step.copy_(steps.reshape(self.step.shape))
+
+    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``x`` cut into the parts that share a step (one part without ``segments``)."""
+        return (x,) if self.segments is None else x.split(self.segments, dim=self.channel_dim)
+
+    def _expanded(self, a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.segments is None:
+            return a
+        shape = [1] * x.dim()
+        shape[self.channel_dim] = self.num_channels
+        return a[self.segment_index].view(shape)
 
     @fp32_quantizer_math
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -256,7 +281,8 @@ class ActQuantizer(nn.Module):
                 )
             self._initialize(xs.detach())
         qn, qp = self.qrange()
-        a = grad_scale(self.step, 1.0 / math.sqrt(_batch_numel(x, self.training) * qp))
+        per_step = _batch_numel(x, self.training) / self.step.numel()
+        a = self._expanded(grad_scale(self.step, 1.0 / math.sqrt(per_step * qp)), x)
         v = torch.clamp(xs / a, qn, qp)
         v = round_ste(v) if self.rounding == "ste" else round_soft(v, self.soft_k)
         return v * a
@@ -265,7 +291,8 @@ class ActQuantizer(nn.Module):
         rng = "unset" if not self._state()[0] else ("signed" if self._state()[1] else "unsigned")
         tau = "none" if self.tau is None else f"{self.num_channels}@dim{self.channel_dim}"
         off = "" if self.enabled else ", enabled=False"
-        return f"bits={self.bits}, range={rng}, tau={tau}, rounding={self.rounding}{off}"
+        seg = "" if self.segments is None else f", segments={self.segments}"
+        return f"bits={self.bits}, range={rng}, tau={tau}, rounding={self.rounding}{seg}{off}"
 
 
 # --------------------------------------------------------------------------------------------- weights

@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import torch
 from torch import nn
 
 from quantsr.models.slimmable import make_slimmable_, slimmable_blocks
+from quantsr.quant.concat import concat_inputs, segment_concat_steps_
 from quantsr.quant.configs import MixedConfig, QuantSRConfig
 from quantsr.quant.quantize import quantize_
 from quantsr.quant.quantizers import ROUNDINGS, WEIGHT_GRANULARITIES, WEIGHT_QUANTIZERS, _check_bits
@@ -37,6 +39,8 @@ class QuantRecipe:
       selects the quantizer module, so it is recorded here).
     * ``layers``: which layers are low-bit (``"body"``: docs/method.md, "Which layers are quantized").
     * ``head_tail_bits``: 32 (FP head/tail/upsampler, the paper's accounting) or 8 (int8, deployable).
+    * ``concat_steps``: one activation step per branch at the input of each conv over a channel concat (the
+      fusion convs; :mod:`quantsr.quant.concat`), as the deployed graph's split concat has; off: one step.
     * ``qsa_keep``: QSA's target block count (None: no learned slimming); ``skip_blocks``: body blocks skipped
       from the start (fixed slimming). Either makes the body slimmable; the blocks QSA pruned are recorded in the
       state dict (each block's ``skipped`` flag).
@@ -49,6 +53,7 @@ class QuantRecipe:
     rounding: str = "ste"
     layers: str = "body"
     head_tail_bits: int = 32
+    concat_steps: bool = False
     qsa_keep: int | None = None
     skip_blocks: tuple[int, ...] = ()  # any iterable (or None) on input, a tuple after construction
     version: int = field(default=RECIPE_VERSION)
@@ -121,4 +126,10 @@ def build_quantized_(net: nn.Module, recipe: QuantRecipe) -> nn.Module:
         if not 0 <= index < len(blocks):
             raise ValueError(f"skip_blocks: block {index} does not exist (the body has {len(blocks)} blocks)")
         blocks[index].skip_()
-    return quantize_(net, recipe.quant_config())
+    parts = {}
+    if recipe.concat_steps:  # found on the FP net (one forward), applied to the quantized one
+        example = net.example_inputs()[0] if hasattr(net, "example_inputs") else torch.rand(1, 3, 16, 16)
+        parts = concat_inputs(net, example)
+    net = quantize_(net, recipe.quant_config())
+    segment_concat_steps_(net, parts)
+    return net
