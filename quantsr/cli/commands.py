@@ -130,15 +130,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     shard = RankShard(data, context, s["batch_size"]) if context.enabled else data
     trainer = Trainer(model, shard, torch.nn.L1Loss(), optimizer, scheduler, val_sets=val_sets, config=config,
                       metadata=metadata, run_settings=s, dist=context)
-    if args.resume and context.is_main:
-        if trainer.resume():
+    if args.resume:
+        resumed = trainer.resume()  # every rank loads the same last.pt; rank 0 says so
+        if resumed and context.is_main:
             print(f"resumed from {last} at iteration {trainer.iteration}")
             for line in changes:
                 print(f"  {line}")
-        else:
+        elif context.is_main:
             print(f"no {last} yet: starting from iteration 0")
-    if args.resume and not context.is_main:
-        trainer.resume()
     history = trainer.fit()
     finish_distributed()
     if not context.is_main:

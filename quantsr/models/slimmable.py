@@ -17,7 +17,7 @@ from torch import nn
 
 from quantsr.models.registry import descriptor_of, get_descriptor, list_models
 
-__all__ = ["SkippedBlock", "SlimmableBlock", "block_container", "make_slimmable_", "slimmable_blocks",
+__all__ = ["SkippedBlock", "SlimmableBlock", "block_container", "is_pruned", "make_slimmable_", "slimmable_blocks",
            "strip_skipped"]
 
 _OWN_KEYS = ("beta_blk", "skipped", "pruned_at")
@@ -109,6 +109,11 @@ class SkippedBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         return x
+
+
+def is_pruned(block: nn.Module) -> bool:
+    """True for a pruned body block: skipped in place, or already stripped to a :class:`SkippedBlock`."""
+    return isinstance(block, SkippedBlock) or (isinstance(block, SlimmableBlock) and block.is_skipped)
 
 
 def block_container(model: nn.Module) -> nn.Sequential | nn.ModuleList:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from quantsr.models.slimmable import SkippedBlock, SlimmableBlock, block_container
+from quantsr.models.slimmable import block_container, is_pruned
 from quantsr.quant.layers import QUANT_LAYERS
 
 __all__ = ["RECONSTRUCTION_VERSION", "ReconstructionConfig", "UnitReport", "reconstruct_", "reconstruction_units"]
@@ -85,7 +85,7 @@ def reconstruction_units(student: nn.Module, teacher: nn.Module,
     names = {id(m): fqn for fqn, m in student.named_modules()}
     candidates: list[tuple[str, nn.Module, nn.Module]] = []
     for s_block, t_block in zip(student_blocks, teacher_blocks):
-        if isinstance(s_block, SkippedBlock) or (isinstance(s_block, SlimmableBlock) and s_block.is_skipped):
+        if is_pruned(s_block):
             continue
         candidates.append((names[id(s_block)], s_block, t_block))
     for fqn, layer in student.named_modules():
@@ -145,13 +145,11 @@ def _mse(unit: nn.Module, args: Sequence[torch.Tensor], targets: Sequence[torch.
 
 @torch.no_grad()
 def _full_mse(unit: nn.Module, args: list[torch.Tensor], targets: list[torch.Tensor], batch_size: int) -> float:
-    n = args[0].shape[0]
     total = 0.0
-    for start in range(0, n, batch_size):
-        sl = slice(start, start + batch_size)
-        total += float(_mse(unit, [a[sl] for a in args], [t[sl] for t in targets])) * (min(n, start + batch_size)
-                                                                                        - start)
-    return total / n
+    for chunk in zip(*(a.split(batch_size) for a in args), *(t.split(batch_size) for t in targets)):
+        chunk_args, chunk_targets = chunk[:len(args)], chunk[len(args):]
+        total += float(_mse(unit, chunk_args, chunk_targets)) * chunk_args[0].shape[0]
+    return total / args[0].shape[0]
 
 
 def _fit(unit: nn.Module, args: list[torch.Tensor], targets: list[torch.Tensor],

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from quantsr.models.registry import descriptor_of
-from quantsr.models.slimmable import SkippedBlock, SlimmableBlock, block_container
+from quantsr.models.slimmable import SkippedBlock, SlimmableBlock, block_container, is_pruned
 from quantsr.train.distributed import world_size
 from quantsr.train.trainer import TeacherLoss
 
@@ -81,13 +81,9 @@ def _batch_norm_term(diff: torch.Tensor) -> torch.Tensor:
     return norm + ranks * (squared - squared.detach()) / (2 * norm.clamp_min(1e-12))
 
 
-def _block_skipped(block: nn.Module) -> bool:
-    return isinstance(block, SkippedBlock) or (isinstance(block, SlimmableBlock) and block.is_skipped)
-
-
 def distill_keys(student: nn.Module, shallow: bool | None = None) -> list[int]:
     """K: block indices k with neither k nor k - 1 pruned in ``student`` (and SHALLOW for SwinIR)."""
-    skipped = [_block_skipped(b) for b in block_container(student)]
+    skipped = [is_pruned(b) for b in block_container(student)]
     keys = [SHALLOW] if (shallow if shallow is not None else _distills_shallow(student)) else []
     return keys + [k for k in range(len(skipped)) if not skipped[k] and not (k > 0 and skipped[k - 1])]
 
@@ -132,7 +128,7 @@ class FeatureHooks:
             if k not in self._hooks:  # a partial of a bound method (not a closure): deepcopy-safe
                 self._hooks[k] = (m, m.register_forward_hook(functools.partial(self._on_feature, k)))
         blocks = list(block_container(self.model))
-        runnable = [k for k in targets if k == SHALLOW or not _block_skipped(blocks[k])]
+        runnable = [k for k in targets if k == SHALLOW or not is_pruned(blocks[k])]
         self._last_key = max(runnable) if runnable else None
 
     def _active(self) -> bool:

@@ -51,7 +51,7 @@ def concat_inputs(model: nn.Module, example: torch.Tensor) -> dict[str, tuple[in
         return hook
 
     handles = [m.register_forward_pre_hook(pre_hook(fqn)) for fqn, m in model.named_modules()
-               if isinstance(m, (nn.Conv2d, *QUANT_LAYERS)) and not isinstance(m, nn.Linear)]
+               if isinstance(m, nn.Conv2d)]  # QConv2d included
     mode = model.training
     try:
         model.eval()

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from quantsr.models.slimmable import SlimmableBlock
+from quantsr.models.slimmable import is_pruned
 from quantsr.quant import (
     ActQuantizer,
     RBDWeightQuantizer,
@@ -218,8 +218,7 @@ def ptq_(model: nn.Module, config, calib_batches: Iterable[torch.Tensor], method
     if not batches:
         raise ValueError("ptq_ needs at least one calibration batch")
     # A block skipped from the start (QuantRecipe.skip_blocks) never runs: its quantizers have nothing to see.
-    idle = {id(m) for block in model.modules() if isinstance(block, SlimmableBlock) and block.is_skipped
-            for m in block.modules()}
+    idle = {id(m) for block in model.modules() if is_pruned(block) for m in block.modules()}
     acts = [m for m in model.modules() if isinstance(m, ActQuantizer) and id(m) not in idle]
     for q in acts:
         if q.tau is not None:
@@ -234,7 +233,7 @@ def ptq_(model: nn.Module, config, calib_batches: Iterable[torch.Tensor], method
         calibrate_(model, torch.cat(batches))
         return model
 
-    observers = {q: [_Observer() for _ in range(len(q.segments or (0,)))] for q in acts}
+    observers = {q: [_Observer() for _ in range(q.step.numel())] for q in acts}  # one per step
 
     def observe(q: ActQuantizer, x: torch.Tensor, hist: bool) -> None:
         for obs, part in zip(observers[q], q.split(x)):

@@ -134,6 +134,13 @@ def fp32_quantizer_math(forward):
     return wrapper
 
 
+@torch.no_grad()
+def _set_step_(param: nn.Parameter, step: float | torch.Tensor) -> None:
+    """Copy ``step`` into a step parameter: one value for every entry, or one value per entry."""
+    value = torch.as_tensor(step, dtype=param.dtype, device=param.device)
+    param.copy_(value.reshape(param.shape) if value.numel() > 1 else value.reshape(()).expand_as(param))
+
+
 def _batch_numel(x: torch.Tensor, training: bool) -> int:
     """The element count LSQ's gradient scale uses: that of the whole batch the loss is over, so under DDP
     (each rank holding a shard) it is the shard's times the ranks, and N ranks step as one process."""
@@ -222,8 +229,7 @@ class ActQuantizer(nn.Module):
         """Decide the range and step from outside (e.g. PTQ calibration): signed ``[-2^(b-1), 2^(b-1)-1]`` or
         unsigned ``[0, 2^b-1]`` levels, step ``a = step``; marks the quantizer initialised. ``tau`` is left as is."""
         signed = bool(signed)
-        value = torch.as_tensor(step, dtype=self.step.dtype, device=self.step.device)
-        self.step.copy_(value.reshape(self.step.shape) if value.numel() > 1 else value.reshape(()).expand_as(self.step))
+        _set_step_(self.step, step)
         self.signed.fill_(signed)
         self.initialized.fill_(True)
         self._flags = (True, signed)
@@ -333,8 +339,7 @@ class _WeightQuantizerBase(nn.Module):
     @torch.no_grad()
     def set_step(self, step: float | torch.Tensor) -> None:
         """Set the step ``a`` directly (e.g. from PTQ calibration): a scalar (every channel), or one per channel."""
-        value = torch.as_tensor(step, dtype=self.step.dtype, device=self.step.device)
-        self.step.copy_(value.reshape(self.step.shape) if value.numel() > 1 else value.reshape(()).expand_as(self.step))
+        _set_step_(self.step, step)
 
     def _scaled_step(self, weight: torch.Tensor) -> torch.Tensor:
         per_step = weight.numel() // self.step.numel()  # LSQ's gradient scale: the weights each step serves

@@ -206,7 +206,8 @@ class Trainer:
         # Prefetch the next batch on a thread while the current step runs: patch cropping overlaps compute.
         with ThreadPoolExecutor(max_workers=1) as pool:
             future = pool.submit(self.train_data.batch, self.iteration) if self.iteration < cfg.iterations else None
-            while self.iteration < cfg.iterations and not self.budget_spent():
+            spent = self.budget_spent()  # once per iteration: under torchrun it is a collective
+            while self.iteration < cfg.iterations and not spent:
                 t0 = self.clock()
                 lr, hr = future.result()
                 t1 = self.clock()
@@ -221,7 +222,8 @@ class Trainer:
                 self.history.losses.append(loss)
                 self.history.data_seconds += t1 - t0
                 self.history.step_seconds += t2 - t1
-                self._maybe_validate_and_save(bar)
+                spent = self.budget_spent()
+                self._maybe_validate_and_save(bar, spent)
                 if bar is not None:
                     bar.update(1)
                     if self.iteration % cfg.log_every == 0 or self.iteration == cfg.iterations:
@@ -233,7 +235,7 @@ class Trainer:
                     changed = any([callback(self) is not None for callback in self.callbacks])
                 if self.dist.enabled and self.callbacks and any_rank(changed, self.device):
                     broadcast_state_(self.model)
-                if self.budget_spent():
+                if spent:
                     if bar is not None:
                         bar.write(f"time budget of {cfg.max_train_seconds:.0f} s spent at iteration {self.iteration}")
                     break
@@ -249,9 +251,9 @@ class Trainer:
             return False
         return any_rank(self.history.data_seconds + self.history.step_seconds >= budget, self.device)
 
-    def _maybe_validate_and_save(self, bar) -> None:
+    def _maybe_validate_and_save(self, bar, budget_spent: bool) -> None:
         cfg = self.config
-        done = self.iteration == cfg.iterations or self.budget_spent()
+        done = self.iteration == cfg.iterations or budget_spent
         if not self.dist.is_main:
             return
         improved = False
