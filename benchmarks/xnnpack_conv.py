@@ -94,7 +94,7 @@ def main() -> None:
                   f"int8/eager {row['int8_over_eager']:.2f}x", flush=True)
     shipped = []
     best_int8 = max(r["int8_gops"] for r in rows)
-    for (scale, _bits), path in sorted(embedded_models().items()):
+    for (scale, _w, _a), path in sorted(embedded_models().items()):
         program = PteModule(path)
         net = create_model(program.card["architecture"], scale=scale, **program.card.get("model_kwargs", {}))
         macs = profile(net, (3, args.side, args.side)).macs

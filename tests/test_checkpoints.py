@@ -23,12 +23,18 @@ PROGRAMS = sorted((ROOT / "checkpoints").glob("*_int8.pt"))
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)
 def test_committed_checkpoints_still_load(path):
-    """The shipped low-bit checkpoints were written in format 1 (the whole training config under "qat")."""
+    """The shipped low-bit checkpoints load as their cards say: the IMDN ones in format 1 (the whole training
+    config under "qat", FP32 head/tail), later ones in format 2 (a QuantRecipe; int8 head/tail)."""
     card = json.loads(path.with_suffix(".json").read_text())
     model, info = load_model_and_info(path)
-    assert info.format_version == 1 and info.model == card["architecture"] and info.scale == card["scale"]
-    assert info.recipe == QuantRecipe(w_bits=card["bits"]["weights"], a_bits=card["bits"]["activations"])
-    assert set(quantized_layers(model).values()) == {(info.recipe.w_bits, info.recipe.a_bits)}
+    assert info.format_version in (1, 2) and info.model == card["architecture"] and info.scale == card["scale"]
+    bits = card["bits"]
+    body = (bits["weights"], bits["activations"])
+    assert (info.recipe.w_bits, info.recipe.a_bits) == body
+    if info.format_version == 1:
+        assert info.recipe == QuantRecipe(w_bits=body[0], a_bits=body[1])
+    head_tail = {(bits["head_tail"], bits["head_tail"])} if bits.get("head_tail", 32) < 32 else set()
+    assert set(quantized_layers(model).values()) == {body} | head_tail
     with pytest.raises(ValueError, match="is a x4 model; use --scale 4"):
         load_model(path, scale=2)
 

@@ -135,7 +135,7 @@ def test_ios_sync_copies_packages_and_replaces_old_copies(tmp_path):
 def test_sync_defaults_to_the_embedded_models(tmp_path, capsys):
     (result,) = sync_apps([], "android", tmp_path)
     files = sorted(p.name for p in PACKAGE_ASSETS.glob("*.pte"))
-    assert [m["file"] for m in result.manifest["models"]] == files and len(files) == 2
+    assert [m["file"] for m in result.manifest["models"]] == files and len(files) >= 2
     for m in result.manifest["models"]:
         assert m["sha256"] == file_digest(tmp_path / m["file"]) and m["max_side"] == 320
     assert cli_main(["mobile", "sync", "--app", "ios", "--assets", str(tmp_path / "ios")]) == 0

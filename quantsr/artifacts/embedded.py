@@ -1,34 +1,56 @@
-"""The ``.pte`` models shipped inside the package (``quantsr/assets``), the defaults of ``quantsr upscale``."""
+"""The ``.pte`` models shipped inside the package (``quantsr/assets``), the defaults of ``quantsr upscale``.
+
+Files are named ``<arch>_x<scale>_w<b>a<b>.pte``. A model is picked by scale and bits: ``bits`` is either the
+weight bits (``4``: of the models with 4-bit weights at that scale, the one with the narrowest activations, so
+``--bits 4`` keeps meaning the W4A4 model where one is embedded and the W4A8 where it is the only one) or an
+exact ``"w4a8"``."""
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["DEFAULT_BITS", "PACKAGE_ASSETS", "default_model_path", "embedded_models"]
+__all__ = ["DEFAULT_BITS", "PACKAGE_ASSETS", "default_model_path", "embedded_models", "parse_bits"]
 
 DEFAULT_BITS = 4
 PACKAGE_ASSETS = Path(__file__).resolve().parent.parent / "assets"
+_NAME = re.compile(r"^(?P<arch>[a-z0-9_]+?)_x(?P<scale>\d+)_w(?P<w>\d+)a(?P<a>\d+)\.pte$")
+_BITS = re.compile(r"^(?:w(?P<w>\d+)a(?P<a>\d+)|(?P<only>\d+))$", re.IGNORECASE)
 
 
-def embedded_models() -> dict[tuple[int, int], Path]:
-    """The ``.pte`` files shipped inside the package, keyed by (scale, weight bits)."""
+def embedded_models() -> dict[tuple[int, int, int], Path]:
+    """The ``.pte`` files shipped inside the package, keyed by (scale, weight bits, activation bits)."""
     found = {}
     folder = resources.files("quantsr") / "assets"
     if folder.is_dir():
         for entry in folder.iterdir():
-            name = entry.name
-            if name.endswith(".pte") and "_x" in name and "_w" in name:
-                scale = int(name.split("_x")[1].split("_")[0])
-                bits = int(name.split("_w")[1].split("a")[0])
-                found[(scale, bits)] = Path(str(entry))
+            match = _NAME.match(entry.name)
+            if match:
+                found[(int(match["scale"]), int(match["w"]), int(match["a"]))] = Path(str(entry))
     return found
 
 
-def default_model_path(scale: int = 4, bits: int = DEFAULT_BITS) -> Path:
-    """The embedded model for ``scale`` and ``bits``; a clear error listing what exists otherwise."""
+def parse_bits(bits: int | str) -> tuple[int, int | None]:
+    """``4`` or ``"4"`` -> (4, None); ``"w4a8"`` -> (4, 8); anything else is a ``ValueError`` saying what is
+    accepted."""
+    match = _BITS.match(str(bits).strip())
+    if match is None:
+        raise ValueError(f"bits must be the weight bits (4, 2) or weight and activation bits (w4a8), got {bits!r}")
+    if match["only"] is not None:
+        return int(match["only"]), None
+    return int(match["w"]), int(match["a"])
+
+
+def default_model_path(scale: int = 4, bits: int | str = DEFAULT_BITS) -> Path:
+    """The embedded model for ``scale`` and ``bits`` (see the module docstring); a clear error listing what
+    exists otherwise."""
+    w, a = parse_bits(bits)
     models = embedded_models()
-    if (scale, bits) not in models:
-        have = ", ".join(f"x{s} W{b}" for s, b in sorted(models)) or "none"
-        raise ValueError(f"no embedded model for x{scale} at {bits} bits (embedded: {have}); pass a .pte or a "
+    matches = sorted((key for key in models if key[0] == scale and key[1] == w and a in (None, key[2])),
+                     key=lambda key: key[2])
+    if not matches:
+        have = ", ".join(f"x{s} W{wb}A{ab}" for s, wb, ab in sorted(models)) or "none"
+        asked = f"W{w}A{a}" if a is not None else f"{w}-bit weights"
+        raise ValueError(f"no embedded model for x{scale} at {asked} (embedded: {have}); pass a .pte or a "
                          "quantsr checkpoint with --model, or pick one of those with --scale/--bits")
-    return models[(scale, bits)]
+    return models[matches[0]]

@@ -31,8 +31,29 @@ def _check_json_output(path: str | None) -> None:
         ensure_writable(path)
 
 
+def _print_embedded() -> None:
+    import json
+
+    from quantsr.artifacts.cards import card_path
+    from quantsr.artifacts.embedded import default_model_path, embedded_models
+
+    models = embedded_models()
+    defaults = {default_model_path(s, w) for s, w, _ in models}
+    print(f"{'file':<22} {'scale':>5} {'--bits':<8} {'bytes':>9} {'Set5 dB':>8}")
+    for (scale, w, a), path in sorted(models.items()):
+        card = json.loads(card_path(path).read_text()) if card_path(path).is_file() else {}
+        psnr = card.get("set5_psnr")
+        flag = f"{w}, w{w}a{a}" if path in defaults else f"w{w}a{a}"
+        print(f"{path.name:<22} {'x' + str(scale):>5} {flag:<8} {path.stat().st_size:>9,} "
+              f"{'-' if psnr is None else f'{psnr:.3f}':>8}")
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from quantsr.models.registry import get_descriptor, list_models
+
+    if args.embedded:
+        _print_embedded()
+        return 0
 
     print(f"{'name':<10} {'scales':<12} {'tiles':<6} {'min side':>8}  public weights")
     for name in list_models():

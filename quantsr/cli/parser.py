@@ -31,6 +31,16 @@ def _add_model_args(p: argparse.ArgumentParser, weights_help: str) -> None:
                    help="CPU threads (torch and ExecuTorch; default: their choice)")
 
 
+def _bits(text: str) -> int | str:
+    from quantsr.artifacts.embedded import parse_bits
+
+    try:
+        w, a = parse_bits(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return w if a is None else f"w{w}a{a}"
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -75,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("models", help="list registered architectures")
+    p.add_argument("--embedded", action="store_true", help="list the models shipped in the package instead "
+                   "(what `quantsr upscale --scale/--bits` picks from)")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("quantize", help="QuantSR+ quantization-aware training from an FP checkpoint")
@@ -133,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "an existing folder receives the file under its default name")
     p.add_argument("-s", "--scale", type=_positive_int, default=None,
                    help="upscaling factor (default: the model's own; the embedded models are x4)")
-    p.add_argument("--bits", type=int, default=4, help="which embedded model: 4 (W4A4, default) or 2 (W2A2)")
+    p.add_argument("--bits", type=_bits, default=4,
+                   help="which embedded model: weight bits (4, default; 2) or weight and activation bits (w4a8); "
+                        "`quantsr models --embedded` lists them")
     p.add_argument("-m", "--model", help="a .pte file or a quantsr checkpoint instead of the embedded model")
     p.add_argument("--suffix", default=None,
                    help="added to output names (default: _x4 beside the inputs, none in another folder)")

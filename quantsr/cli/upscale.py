@@ -147,8 +147,10 @@ def _available_memory() -> int | None:
     return int(psutil.virtual_memory().available)
 
 
-def _model_label(model: str | None, bits: int) -> str:
-    return f"quantsr W{bits}A{bits}" if model is None else f"quantsr {Path(model).stem}"
+def _model_label(model: str | None, scale: int | None, bits: int | str) -> str:
+    from quantsr.artifacts.embedded import default_model_path
+
+    return f"quantsr {Path(model).stem if model else default_model_path(scale or 4, bits).stem}"
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
@@ -228,7 +230,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         print(f"{job.source} -> {job.output} ({size[0]}x{size[1]}, {time.perf_counter() - start:.2f} s)")
         if args.compare:
             path = _compare_path(job.output)
-            save_image(compare_image(image, result, label=_model_label(args.model, args.bits)), path, args.quality)
+            label = _model_label(args.model, args.scale, args.bits)
+            save_image(compare_image(image, result, label=label), path, args.quality)
             print(f"comparison (bicubic | quantsr) -> {path}")
     if many:
         print(f"{done} upscaled, {len(skipped)} skipped" + (" (see the messages above)" if skipped else ""))

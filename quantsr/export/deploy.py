@@ -7,7 +7,9 @@ Qp + 1/2))``, the integer level (the shift tau kept: a per-channel shift is not 
 range is the clamp), then the conv of ``k`` with weight ``a * step * levels`` (``conv(a k, W) = conv(k, a W)``,
 zero padding included). The per-channel affine ``x / a + tau / a + 1/2`` is a depthwise 1x1 conv (``prescale``):
 XNNPACK fails at run time ("Propagating input shapes failed") when a binary op with a constant operand feeds a
-dynamically quantized conv. :class:`FixedQuantLinear` (SwinIR) uses a plain multiply-add. The deploy model
+dynamically quantized conv. :class:`FixedQuantLinear` (SwinIR) uses a plain multiply-add. A conv trained with one
+activation step per concatenated branch (``--concat-steps``) becomes a :class:`SegmentedFixedQuantConv2d`: one
+FixedQuantConv2d per branch, summed. The deploy model
 computes what the fake-quant model computes (``floor(u + 1/2)`` equals ``round(u)`` except at exact .5 ties).
 
 Two forms (``activations``), measured on IMDN x4 W4A4 (Set5, the eager fake-quant model at 31.094 dB):
@@ -35,8 +37,8 @@ from quantsr.models.registry import descriptor_of
 from quantsr.quant.layers import QConv2d, QLinear, is_quantized_attention
 from quantsr.quant.quantizers import ActQuantizer
 
-__all__ = ["ChannelSplitConv", "FixedQuantConv2d", "FixedQuantLinear", "LayerQParams", "split_output_convs",
-           "to_deploy_model"]
+__all__ = ["ChannelSplitConv", "FixedQuantConv2d", "FixedQuantLinear", "LayerQParams", "SegmentedFixedQuantConv2d",
+           "split_output_convs", "to_deploy_model"]
 
 
 @dataclass(frozen=True)
@@ -55,31 +57,40 @@ class LayerQParams:
     a_bits: int
 
 
-def _learned(q: QConv2d | QLinear) -> tuple[torch.Tensor, float | torch.Tensor, float, int, int, torch.Tensor]:
-    """(int levels, weight step, activation step a, Qn, Qp, tau) of a trained layer; a per-channel step is a
-    positive tensor shaped ``(C, 1, ...)``."""
-    aq: ActQuantizer = q.act_quantizer
+def _act_grid(aq: ActQuantizer, segment: int = 0) -> tuple[float, int, int]:
+    """(step a, Qn, Qp) of one step of a trained activation quantizer (``segment``: which, for per-branch steps)."""
     if not aq.is_initialized:
         raise ValueError("the model has an uninitialised activation quantizer: train or calibrate it first")
-    if aq.segments is not None:
-        raise NotImplementedError("per-branch activation steps at a concat (QuantRecipe.concat_steps) are not "
-                                  "exportable yet; train without --concat-steps to export this model")
-    levels, step = q.integer_weight()
     qn, qp = aq.qrange()
-    a = float(aq.step.detach())
+    a = float(aq.step.detach().flatten()[segment])
     # LSQ steps are free parameters and can cross zero in training. a * round(clamp(x / a, qn, qp)) with a < 0
-    # equals |a| * round(clamp(x / |a|, -qp, -qn)) (ties aside), and step * levels = |step| * (-levels):
-    # backends need positive scales, so flip the sign into the integer range.
+    # equals |a| * round(clamp(x / |a|, -qp, -qn)) (ties aside): backends need positive scales, so flip the sign
+    # into the integer range.
     if a < 0:
         a, qn, qp = -a, -qp, -qn
+    return a, qn, qp
+
+
+def _weight_grid(q: QConv2d | QLinear) -> tuple[torch.Tensor, float | torch.Tensor]:
+    """(int levels, positive weight step) of a trained layer; a per-channel step is a tensor ``(C, 1, ...)``.
+    ``step * levels = |step| * (-levels)``: a negative step's sign goes into the levels."""
+    levels, step = q.integer_weight()
     if step.numel() > 1:  # per-channel steps: flip each negative channel on its own
         sign = torch.where(step < 0, -1.0, 1.0)
-        levels, step = (levels * sign).to(levels.dtype), step * sign
-    elif float(step) < 0:
-        levels, step = -levels, -step
+        return (levels * sign).to(levels.dtype), step * sign
+    return (-levels, -float(step)) if float(step) < 0 else (levels, float(step))
+
+
+def _learned(q: QConv2d | QLinear) -> tuple[torch.Tensor, float | torch.Tensor, float, int, int, torch.Tensor]:
+    """(int levels, weight step, activation step a, Qn, Qp, tau) of a trained layer with one activation step."""
+    aq: ActQuantizer = q.act_quantizer
+    if aq.segments is not None:
+        raise ValueError("a layer with per-branch activation steps goes through SegmentedFixedQuantConv2d")
+    a, qn, qp = _act_grid(aq)
+    levels, step = _weight_grid(q)
     channels = q.weight.shape[1] * (q.groups if isinstance(q, nn.Conv2d) else 1)
     tau = torch.zeros(channels) if aq.tau is None else aq.tau.detach().float().clone()
-    return levels, step if step.numel() > 1 else float(step), a, qn, qp, tau
+    return levels, step, a, qn, qp, tau
 
 
 def _qparams(q: QConv2d | QLinear, levels: torch.Tensor, weight_scale: float | torch.Tensor, a: float, qn: int,
@@ -107,22 +118,30 @@ class FixedQuantConv2d(nn.Conv2d):
 
     @classmethod
     def from_qat(cls, q: QConv2d, activations: str = "static") -> tuple[FixedQuantConv2d, LayerQParams]:
+        levels, step, a, qn, qp, tau = _learned(q)
+        return cls.from_grid(q, levels, step, a, qn, qp, tau, q.bias, activations)
+
+    @classmethod
+    def from_grid(cls, q: QConv2d, levels: torch.Tensor, step: float | torch.Tensor, a: float, qn: int, qp: int,
+                  tau: torch.Tensor, bias: torch.Tensor | None,
+                  activations: str) -> tuple[FixedQuantConv2d, LayerQParams]:
+        """The conv of ``q``'s geometry on ``levels.shape[1]`` input channels (all of them, or one branch)."""
         if activations not in ("static", "dynamic"):
             raise ValueError(f"activations must be 'static' or 'dynamic', got {activations!r}")
-        levels, step, a, qn, qp, tau = _learned(q)
-        new = cls(q.in_channels, q.out_channels, q.kernel_size, stride=q.stride, padding=q.padding,
-                  dilation=q.dilation, groups=q.groups, bias=q.bias is not None, padding_mode=q.padding_mode)
+        in_channels = levels.shape[1] * q.groups
+        new = cls(in_channels, q.out_channels, q.kernel_size, stride=q.stride, padding=q.padding,
+                  dilation=q.dilation, groups=q.groups, bias=bias is not None, padding_mode=q.padding_mode)
         new.activations = activations
         weight_scale = step if activations == "static" else step * a
         with torch.no_grad():
             new.weight.copy_(levels.float() * weight_scale)
-            if q.bias is not None:
-                new.bias.copy_(q.bias)
+            if bias is not None:
+                new.bias.copy_(bias)
         if activations == "static":
             new.register_buffer("tau", tau.reshape(-1, 1, 1))
             new.act_lo, new.act_hi = qn * a, qp * a
         else:
-            new.prescale = nn.Conv2d(q.in_channels, q.in_channels, 1, groups=q.in_channels)
+            new.prescale = nn.Conv2d(in_channels, in_channels, 1, groups=in_channels)
             with torch.no_grad():
                 new.prescale.weight.fill_(1.0 / a)
                 new.prescale.bias.copy_(tau / a + 0.5)
@@ -139,6 +158,45 @@ def _learned_input(m: FixedQuantConv2d | ChannelSplitConv, x: torch.Tensor) -> t
     if m.activations == "static":
         return torch.clamp(x + m.tau, m.act_lo, m.act_hi)
     return torch.floor(torch.clamp(m.prescale(x), m.level_lo, m.level_hi))
+
+
+class SegmentedFixedQuantConv2d(nn.Module):
+    """A trained QConv2d whose input (a channel concat) has one activation step per branch
+    (:mod:`quantsr.quant.concat`), as one :class:`FixedQuantConv2d` per branch, summed: ``conv(cat(parts), W)
+    = sum_i conv(part_i, W[:, branch i])``, the bias in the first. Each branch is cut out of the input with
+    ``narrow``; :func:`~quantsr.export.graph_passes.fold_slices_of_cat` then wires each part conv straight to
+    its branch, so the int8 graph has no concat (whose inputs XNNPACK makes share one scale) and each branch
+    keeps its learned step. The int8 adds of the partial sums round once more than the fake-quant model does."""
+
+    @classmethod
+    def from_qat(cls, q: QConv2d, activations: str = "static") -> tuple[SegmentedFixedQuantConv2d,
+                                                                         list[LayerQParams]]:
+        aq: ActQuantizer = q.act_quantizer
+        if q.groups != 1:
+            raise NotImplementedError("per-branch activation steps on a grouped conv are not exportable")
+        levels, step = _weight_grid(q)
+        tau = torch.zeros(q.in_channels) if aq.tau is None else aq.tau.detach().float().clone()
+        new = cls()
+        new.parts = nn.ModuleList()
+        new.branches: list[tuple[int, int]] = []
+        qparams, start = [], 0
+        for i, size in enumerate(aq.segments):
+            a, qn, qp = _act_grid(aq, i)
+            part, part_qp = FixedQuantConv2d.from_grid(
+                q, levels[:, start:start + size], step, a, qn, qp, tau[start:start + size],
+                q.bias if i == 0 else None, activations)
+            new.parts.append(part)
+            new.branches.append((start, size))
+            qparams.append(part_qp)
+            start += size
+        return new, qparams
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = None
+        for part, (start, size) in zip(self.parts, self.branches):
+            y = part(x.narrow(1, start, size))
+            out = y if out is None else out + y
+        return out
 
 
 class FixedQuantLinear(nn.Linear):
@@ -215,6 +273,8 @@ def split_output_convs(model: nn.Module, qparams: dict[str, LayerQParams] | None
         conv = parent.get_submodule(child)
         if isinstance(conv, ChannelSplitConv):
             continue
+        if not isinstance(conv, nn.Conv2d):
+            raise NotImplementedError(f"{full}: a conv with per-branch input steps cannot also split its outputs")
         setattr(parent, child, ChannelSplitConv(conv, sizes))
         if qparams is not None and full in qparams:
             qp = qparams.pop(full)
@@ -240,16 +300,21 @@ def to_deploy_model(model: nn.Module, activations: str = "static") -> tuple[nn.M
     deploy = copy.deepcopy(model).cpu().eval()
     qparams: dict[str, LayerQParams] = {}
     for name, module in list(deploy.named_modules()):
-        if isinstance(module, QConv2d):
+        if isinstance(module, QConv2d) and module.act_quantizer.segments is not None:
+            new, part_qparams = SegmentedFixedQuantConv2d.from_qat(module, activations)
+            layer_qparams = {f"{name}.parts.{i}": qp for i, qp in enumerate(part_qparams)}
+        elif isinstance(module, QConv2d):
             new, qp = FixedQuantConv2d.from_qat(module, activations)
+            layer_qparams = {name: qp}
         elif isinstance(module, QLinear):
             new, qp = FixedQuantLinear.from_qat(module)
+            layer_qparams = {name: qp}
         else:
             continue
         parent_name, _, child = name.rpartition(".")
         parent = deploy.get_submodule(parent_name) if parent_name else deploy
         setattr(parent, child, new)
-        qparams[name] = qp
+        qparams.update(layer_qparams)
     if not qparams:
         raise ValueError("the model has no quantized layers: export it with --quant fp32 or --quant int8")
     return deploy.eval(), qparams

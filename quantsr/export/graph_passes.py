@@ -5,6 +5,10 @@ conv's weight sliced along its input channels (exact in real arithmetic: a convo
 channels). XNNPACK's int8 concatenate makes every input share one scale, so a cat of branches with different
 ranges (SPAN's and IMDN's fusion convs) rounds the small branches onto the big one's grid; split, each branch
 keeps its own scale and the int8 adds requantize. On SPAN ch28 x4 the shared scale of the cat alone cost 4 dB.
+
+:func:`fold_slices_of_cat`: ``cat(parts)[:, a:b]`` that is exactly one part becomes that part (a QAT model with
+per-branch steps, :class:`~quantsr.export.deploy.SegmentedFixedQuantConv2d`, cuts its branches back out of the
+concat its architecture builds; folded, the concat goes and each branch keeps its own int8 scale).
 """
 from __future__ import annotations
 
@@ -13,11 +17,13 @@ from operator import attrgetter
 import torch
 from torch import fx, nn
 
-__all__ = ["split_concat_convs"]
+__all__ = ["fold_slices_of_cat", "split_concat_convs"]
 
 _CONV = torch.ops.aten.conv2d.default
 _CAT = torch.ops.aten.cat.default
 _ADD = torch.ops.aten.add.Tensor
+_SLICE = torch.ops.aten.slice.Tensor
+_NARROW = torch.ops.aten.narrow.default
 
 
 def _like_meta(template: fx.Node, tensor: torch.Tensor):
@@ -81,3 +87,53 @@ def split_concat_convs(gm: fx.GraphModule) -> int:
         gm.delete_all_unused_submodules()
         gm.recompile()
     return split
+
+
+def _channel_window(node: fx.Node) -> tuple[fx.Node, int, int] | None:
+    """(source, start, end) of a unit-step slice or narrow of ``node`` along dim 1, else None."""
+    if node.op != "call_function" or node.target not in (_SLICE, _NARROW):
+        return None
+    args = list(node.args)
+    source, dim = args[0], args[1] if len(args) > 1 else node.kwargs.get("dim", 0)
+    if node.target == _NARROW:
+        start, length = args[2], args[3]
+        end = start + length if isinstance(start, int) and isinstance(length, int) else None
+        step = 1
+    else:
+        start = args[2] if len(args) > 2 else node.kwargs.get("start", 0)
+        end = args[3] if len(args) > 3 else node.kwargs.get("end")
+        step = args[4] if len(args) > 4 else node.kwargs.get("step", 1)
+    if dim not in (1, -3) or step != 1 or not isinstance(start, int) or not isinstance(end, int):
+        return None
+    return source, start, end
+
+
+def fold_slices_of_cat(gm: fx.GraphModule) -> int:
+    """Replace, in place, every channel slice of a ``cat(parts, dim=1)`` that spans exactly one part by that
+    part; a cat left unread goes. Returns how many slices were folded."""
+    folded = 0
+    for node in list(gm.graph.nodes):
+        window = _channel_window(node)
+        if window is None:
+            continue
+        source, start, end = window
+        if not (isinstance(source, fx.Node) and source.target == _CAT):
+            continue
+        dim = source.args[1] if len(source.args) > 1 else source.kwargs.get("dim", 0)
+        if dim not in (1, -3):
+            continue
+        offset = 0
+        for part in source.args[0]:
+            channels = int(part.meta["val"].shape[1]) if isinstance(part, fx.Node) and "val" in part.meta else None
+            if channels is None:
+                break
+            if (offset, offset + channels) == (start, end):
+                node.replace_all_uses_with(part)
+                gm.graph.erase_node(node)
+                folded += 1
+                break
+            offset += channels
+    if folded:
+        gm.graph.eliminate_dead_code()
+        gm.recompile()
+    return folded

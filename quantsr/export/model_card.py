@@ -18,8 +18,13 @@ def _bits(model: nn.Module) -> dict[str, Any]:
     layers = [m for m in model.modules() if isinstance(m, QUANT_LAYERS)]
     if not layers:
         return {"weights": 32, "activations": 32, "head_tail": 32}
-    return {"weights": max(m.w_bits for m in layers), "activations": max(m.a_bits for m in layers),
-            "quantized_layers": len(layers)}
+    # the body's (lowest) bits name the model (W4A8); head/tail/upsampler layers kept wider are reported apart
+    w, a = min(m.w_bits for m in layers), min(m.a_bits for m in layers)
+    out: dict[str, Any] = {"weights": w, "activations": a}
+    wide = max(m.w_bits for m in layers)
+    if wide > w:
+        out["head_tail"] = wide
+    return {**out, "quantized_layers": len(layers)}
 
 
 def artifact_card(path: Path, *, model_name: str, scale: int, model: nn.Module, backend: str, quant: str,

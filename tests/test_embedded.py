@@ -1,0 +1,48 @@
+"""Which embedded model `quantsr upscale --scale/--bits` picks (quantsr.artifacts.embedded)."""
+import json
+
+import pytest
+
+from quantsr import create_model
+from quantsr.artifacts import embedded
+from quantsr.cli.parser import build_parser
+from quantsr.export.model_card import _bits
+from quantsr.quant.recipe import QuantRecipe, build_quantized_
+
+
+@pytest.fixture
+def assets(tmp_path, monkeypatch):
+    (tmp_path / "assets").mkdir()
+    for name in ("imdn_x4_w4a4.pte", "span_x4_w4a8.pte", "imdn_x4_w2a2.pte", "imdn_x2_w4a8.pte", "notes.txt"):
+        (tmp_path / "assets" / name).write_bytes(b"PTE")
+    monkeypatch.setattr(embedded.resources, "files", lambda package: tmp_path)
+    return tmp_path / "assets"
+
+
+def test_bits_pick_the_narrowest_activations_or_the_exact_model(assets):
+    assert set(embedded.embedded_models()) == {(4, 4, 4), (4, 4, 8), (4, 2, 2), (2, 4, 8)}
+    assert embedded.default_model_path(4, 4).name == "imdn_x4_w4a4.pte"  # --bits 4 stays the W4A4 model
+    assert embedded.default_model_path(4, "w4a8").name == "span_x4_w4a8.pte"
+    assert embedded.default_model_path(4, "W2A2").name == "imdn_x4_w2a2.pte"
+    assert embedded.default_model_path(2).name == "imdn_x2_w4a8.pte"  # the only 4-bit one at x2
+    with pytest.raises(ValueError, match=r"no embedded model for x2 at W2A2 \(embedded: x2 W4A8, x4 W2A2"):
+        embedded.default_model_path(2, "w2a2")
+    with pytest.raises(ValueError, match="weight and activation bits"):
+        embedded.parse_bits("4bit")
+
+
+def test_the_cli_takes_both_spellings_of_bits(capsys):
+    parser = build_parser()
+    assert parser.parse_args(["upscale", "x.png", "--bits", "w4a8"]).bits == "w4a8"
+    assert parser.parse_args(["upscale", "x.png", "--bits", "2"]).bits == 2
+    with pytest.raises(SystemExit):
+        parser.parse_args(["upscale", "x.png", "--bits", "w4"])
+    assert "weight and activation bits" in capsys.readouterr().err
+
+
+def test_the_card_names_the_body_bits_and_the_wider_head_tail():
+    model = build_quantized_(create_model("span", scale=2, num_feat=8, num_block=2),
+                             QuantRecipe(w_bits=4, a_bits=8, head_tail_bits=8))
+    bits = _bits(model)
+    assert bits["weights"] == 4 and bits["activations"] == 8 and bits["head_tail"] == 8
+    assert json.loads(json.dumps(bits)) == bits
