@@ -10,7 +10,8 @@ import re
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["DEFAULT_BITS", "PACKAGE_ASSETS", "default_model_path", "embedded_models", "parse_bits"]
+__all__ = ["DEFAULT_BITS", "PACKAGE_ASSETS", "default_model_path", "embedded_models", "parse_bits",
+           "pick_embedded"]
 
 DEFAULT_BITS = 4
 PACKAGE_ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -41,16 +42,22 @@ def parse_bits(bits: int | str) -> tuple[int, int | None]:
     return int(match["w"]), int(match["a"])
 
 
+def pick_embedded(models: dict[tuple[int, int, int], Path], scale: int, bits: int | str) -> Path | None:
+    """The model of ``models`` (as :func:`embedded_models` returns them) that ``scale`` and ``bits`` select."""
+    w, a = parse_bits(bits)
+    matches = sorted(key for key in models if key[:2] == (scale, w) and a in (None, key[2]))
+    return models[matches[0]] if matches else None  # sorted: the narrowest activations first
+
+
 def default_model_path(scale: int = 4, bits: int | str = DEFAULT_BITS) -> Path:
     """The embedded model for ``scale`` and ``bits`` (see the module docstring); a clear error listing what
     exists otherwise."""
-    w, a = parse_bits(bits)
     models = embedded_models()
-    matches = sorted((key for key in models if key[0] == scale and key[1] == w and a in (None, key[2])),
-                     key=lambda key: key[2])
-    if not matches:
+    path = pick_embedded(models, scale, bits)
+    if path is None:
+        w, a = parse_bits(bits)
         have = ", ".join(f"x{s} W{wb}A{ab}" for s, wb, ab in sorted(models)) or "none"
         asked = f"W{w}A{a}" if a is not None else f"{w}-bit weights"
         raise ValueError(f"no embedded model for x{scale} at {asked} (embedded: {have}); pass a .pte or a "
                          "quantsr checkpoint with --model, or pick one of those with --scale/--bits")
-    return models[matches[0]]
+    return path

@@ -35,10 +35,10 @@ def _print_embedded() -> None:
     import json
 
     from quantsr.artifacts.cards import card_path
-    from quantsr.artifacts.embedded import default_model_path, embedded_models
+    from quantsr.artifacts.embedded import embedded_models, pick_embedded
 
     models = embedded_models()
-    defaults = {default_model_path(s, w) for s, w, _ in models}
+    defaults = {pick_embedded(models, s, w) for s, w, _ in models}
     print(f"{'file':<22} {'scale':>5} {'--bits':<8} {'bytes':>9} {'Set5 dB':>8}")
     for (scale, w, a), path in sorted(models.items()):
         card = json.loads(card_path(path).read_text()) if card_path(path).is_file() else {}

@@ -89,8 +89,12 @@ def _learned(q: QConv2d | QLinear) -> tuple[torch.Tensor, float | torch.Tensor, 
     a, qn, qp = _act_grid(aq)
     levels, step = _weight_grid(q)
     channels = q.weight.shape[1] * (q.groups if isinstance(q, nn.Conv2d) else 1)
-    tau = torch.zeros(channels) if aq.tau is None else aq.tau.detach().float().clone()
-    return levels, step, a, qn, qp, tau
+    return levels, step, a, qn, qp, _input_shift(aq, channels)
+
+
+def _input_shift(aq: ActQuantizer, channels: int) -> torch.Tensor:
+    """The quantizer's per-channel shift tau (zeros when it has none)."""
+    return torch.zeros(channels) if aq.tau is None else aq.tau.detach().float().clone()
 
 
 def _qparams(q: QConv2d | QLinear, levels: torch.Tensor, weight_scale: float | torch.Tensor, a: float, qn: int,
@@ -175,10 +179,9 @@ class SegmentedFixedQuantConv2d(nn.Module):
         if q.groups != 1:
             raise NotImplementedError("per-branch activation steps on a grouped conv are not exportable")
         levels, step = _weight_grid(q)
-        tau = torch.zeros(q.in_channels) if aq.tau is None else aq.tau.detach().float().clone()
+        tau = _input_shift(aq, q.in_channels)
         new = cls()
         new.parts = nn.ModuleList()
-        new.branches: list[tuple[int, int]] = []
         qparams, start = [], 0
         for i, size in enumerate(aq.segments):
             a, qn, qp = _act_grid(aq, i)
@@ -186,16 +189,16 @@ class SegmentedFixedQuantConv2d(nn.Module):
                 q, levels[:, start:start + size], step, a, qn, qp, tau[start:start + size],
                 q.bias if i == 0 else None, activations)
             new.parts.append(part)
-            new.branches.append((start, size))
             qparams.append(part_qp)
             start += size
         return new, qparams
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = None
-        for part, (start, size) in zip(self.parts, self.branches):
-            y = part(x.narrow(1, start, size))
+        out, start = None, 0
+        for part in self.parts:  # each branch's channels are its part's inputs
+            y = part(x.narrow(1, start, part.in_channels))
             out = y if out is None else out + y
+            start += part.in_channels
         return out
 
 
