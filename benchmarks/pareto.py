@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SETS = ("Set5", "Set14", "B100")
 MAX_SIDE = 400  # the largest LR side of Set5/Set14/B100 at x2 is 360: every image runs whole
 # committed checkpoints/<name>.pt, with their fine-tuned *_int8.pt programs where they exist
-LOW_BIT = ("imdn_x4_w4a4", "imdn_x4_w2a2", "span_x4_w4a8")
+LOW_BIT = ("imdn_x4_w4a4", "imdn_x4_w2a2", "span_x4_w4a8", "imdn_x2_w4a8")
 
 
 def scores(run, sets: list[BenchmarkSet], scale: int, ssim: bool = True) -> tuple[dict, dict]:
@@ -110,9 +110,13 @@ def main() -> None:
     parser.add_argument("--calibration-batches", type=int, default=8, help="batches of 4 T91 crops (64 px LR)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reuse", action="store_true", help="keep the points already in --out")
+    parser.add_argument("--redo", nargs="*", default=[],
+                        help="with --reuse, recompute the points of these models (public or low-bit names)")
     parser.add_argument("--work-dir", default=str(ROOT / "runs" / "pareto"), help="where the .pte files go")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "pareto.json"))
     args = parser.parse_args()
+    if args.redo and not args.reuse:
+        parser.error("--redo recomputes some points of a --reuse run; add --reuse (without it all are computed)")
     warnings.filterwarnings("ignore", category=FutureWarning)  # torch.export's pytree deprecations, per node
     torch.set_num_threads(args.threads)
     out_dir = Path(args.work_dir)
@@ -130,6 +134,8 @@ def main() -> None:
     failures: dict[str, str] = {}
 
     def keep(key: str, make, *make_args) -> None:
+        if any(key.startswith(f"{name} ") for name in args.redo):
+            cached.pop(key, None)  # a redo that fails must not leave the old point in the table
         if key in cached:
             points[key] = cached[key]
             return

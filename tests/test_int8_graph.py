@@ -172,3 +172,29 @@ def test_per_channel_weight_steps_reach_the_program_and_the_pte(tmp_path):
     assert learned_scales <= observed  # the program holds every channel's own trained step
     result = export_int8_program(converted, tmp_path / "pc.pte", max_side=32, check_inputs=_inputs(9))
     assert result["identical_fraction"] == 1.0 and result["max_levels"] == 0
+
+
+def test_unsigned_8_bit_activations_keep_all_their_levels_in_the_program():
+    """A W4A8 model with int8 head: the image input's learned grid is unsigned [0, 255], which needs the int8
+    zero point -128 (with zero point 0 the program clipped every input above 0.5)."""
+    from quantsr.export.pt2e_quantizer import learned_zero_point
+    from quantsr.models.registry import create_model
+    from quantsr.quant import calibrate_
+    from quantsr.quant.recipe import QuantRecipe, build_quantized_
+
+    assert (learned_zero_point(0, 255), learned_zero_point(-127, 128), learned_zero_point(-8, 7)) == (-128, -1, 0)
+    with pytest.raises(ValueError, match="does not fit"):
+        learned_zero_point(-200, 200)
+    torch.manual_seed(0)
+    net = create_model("imdn", scale=2, num_feat=32, num_blocks=1)
+    net = build_quantized_(net, QuantRecipe(w_bits=4, a_bits=8, weight_granularity="per_channel",
+                                            head_tail_bits=8, concat_steps=True))
+    calibrate_(net, torch.rand(2, 3, 24, 24))
+    net.eval()
+    with torch.no_grad():  # the trained image grid: one level per 8-bit pixel value
+        net.conv_first.act_quantizer.step.fill_(1 / 255)
+    converted = static_int8_graph(net, _inputs(8), max_side=32, min_side=8)
+    x = torch.rand(1, 3, 20, 20)
+    with torch.no_grad():
+        error = (integer_faithful(converted)(x) - net(x)).abs().mean()
+    assert error < 4 / 255  # 0.006 here; 0.048 with the input clipped at 0.5

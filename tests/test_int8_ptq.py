@@ -113,3 +113,51 @@ def test_split_concat_gives_each_branch_its_own_int8_scale():
 
     # one shared scale rounds the small branch onto the big one's grid; split, it keeps its precision
     assert error(True) < 0.5 * error(False)
+
+
+class SharedBlock(nn.Module):
+    """CARN-M's pattern: one residual block, its weights shared, run twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(3, 8, 3, padding=1)
+        self.block = nn.Conv2d(8, 8, 3, padding=1, groups=2)
+        self.tail = nn.Conv2d(8, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.head(x))
+        y = y + torch.relu(self.block(y))
+        y = y + torch.relu(self.block(y))
+        return self.tail(y) + x
+
+
+def test_untie_shared_params_is_exact_and_names_the_source_layer():
+    from quantsr.export.graph_passes import SOURCE_PARAM, untie_shared_params
+    from quantsr.export.pt2e_quantizer import node_layer_name
+
+    torch.manual_seed(0)
+    model = SharedBlock().eval()
+    x = torch.rand(1, 3, 12, 12)
+    gm = torch.export.export(model, (x,)).module()
+    assert untie_shared_params(gm) == 2  # the second use's weight and bias
+    convs = [n for n in gm.graph.nodes if n.target == torch.ops.aten.conv2d.default]
+    weights = [n.args[1] for n in convs]
+    assert len(set(weights)) == len(convs) and all(len(w.users) == 1 for w in weights)
+    assert [node_layer_name(n) for n in convs] == ["head", "block", "block", "tail"]
+    assert weights[2].meta[SOURCE_PARAM] == "block.weight"
+    torch.testing.assert_close(gm(x), model(x), rtol=0, atol=0)
+    assert untie_shared_params(gm) == 0
+
+
+def test_a_shared_block_quantizes_every_use_and_lowers_to_a_checked_pte(tmp_path):
+    from quantsr.export.int8_program import export_int8_program
+
+    torch.manual_seed(0)
+    model = SharedBlock().eval()
+    converted = static_int8_graph(model, _dim_inputs(), max_side=32)
+    convs = [n for n in converted.graph.nodes if n.target == torch.ops.aten.conv2d.default]
+    # before the untie, the second use of the shared block stayed fp32 (and XNNPACK refused its int32 bias)
+    assert len(convs) == 4 and all("dequantize" in str(n.args[1].target) for n in convs)
+    x = 0.1 * torch.rand(1, 3, 16, 16)
+    info = export_int8_program(converted, tmp_path / "m.pte", max_side=32, check_inputs=[x])
+    assert info["identical_fraction"] >= 0.99

@@ -117,6 +117,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if last.exists() and not args.resume:
         raise ValueError(f"{last} exists; pass --resume to continue it, or choose another --out")
     changes: list[str] = []
+    ckpt = None
     if args.resume and last.is_file():  # checked before anything is built, so a refused resume costs nothing
         ckpt = load_checkpoint(last)
         given, changes = merge_resume_settings(ckpt.get("run_settings") or None, given, source=str(last),
@@ -152,7 +153,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     trainer = Trainer(model, shard, torch.nn.L1Loss(), optimizer, scheduler, val_sets=val_sets, config=config,
                       metadata=metadata, run_settings=s, dist=context)
     if args.resume:
-        resumed = trainer.resume()  # every rank loads the same last.pt; rank 0 says so
+        resumed = trainer.resume(ckpt)  # every rank loads the same last.pt; rank 0 says so
+        ckpt = None  # the weights and optimizer state are in the trainer now
         if resumed and context.is_main:
             print(f"resumed from {last} at iteration {trainer.iteration}")
             for line in changes:
@@ -197,6 +199,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     model_kwargs = None if args.model_kw is None else _parse_kwargs(args.model_kw)
     weights, model, scale = args.weights, args.model, args.scale
     last = Path(args.out) / "last.pt"
+    ckpt = None
     if args.resume and last.is_file():
         ckpt = load_checkpoint(last)
         settings = ckpt.get("run_settings") or {}
@@ -222,7 +225,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     # info.model_kwargs: the teacher's own (its metadata) with the --model-kw ones over them, so model.pt says all.
     card = quantize_checkpoint(teacher, info.model, info.scale, recipe, train, args.out,
                                model_kwargs=info.model_kwargs, teacher_source=source, resume=args.resume,
-                               progress=not args.no_progress)
+                               progress=not args.no_progress, saved_run=ckpt)
     if not card:  # a torchrun rank other than 0: rank 0 reports
         return 0
     print(f"{info.model} x{info.scale} W{recipe.w_bits}A{recipe.a_bits}, {card['iterations']} iterations")

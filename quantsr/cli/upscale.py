@@ -147,12 +147,6 @@ def _available_memory() -> int | None:
     return int(psutil.virtual_memory().available)
 
 
-def _model_label(model: str | None, scale: int | None, bits: int | str) -> str:
-    from quantsr.artifacts.embedded import default_model_path
-
-    return f"quantsr {Path(model).stem if model else default_model_path(scale or 4, bits).stem}"
-
-
 def cmd_upscale(args: argparse.Namespace) -> int:
     source = args.input_opt or args.input
     output = args.output_opt or args.output
@@ -166,7 +160,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         raise UsageError(f"--tile must be at least 8 px, got {args.tile}")
     if args.max_megapixels is not None and args.max_megapixels <= 0:
         raise UsageError(f"--max-megapixels must be positive, got {args.max_megapixels}")
-    scale, tile = _resolve_model_limits(args)
+    model_path, scale, tile = _resolve_model_limits(args)
     runner = None
     if scale is None:  # a checkpoint that says its own scale: the output names need it, so load it first
         from quantsr.runtime.upscale import load_runner, runner_scale
@@ -230,17 +224,16 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         print(f"{job.source} -> {job.output} ({size[0]}x{size[1]}, {time.perf_counter() - start:.2f} s)")
         if args.compare:
             path = _compare_path(job.output)
-            label = _model_label(args.model, args.scale, args.bits)
-            save_image(compare_image(image, result, label=label), path, args.quality)
+            save_image(compare_image(image, result, label=f"quantsr {model_path.stem}"), path, args.quality)
             print(f"comparison (bicubic | quantsr) -> {path}")
     if many:
         print(f"{done} upscaled, {len(skipped)} skipped" + (" (see the messages above)" if skipped else ""))
     return 1 if skipped else 0
 
 
-def _resolve_model_limits(args: argparse.Namespace) -> tuple[int | None, int]:
-    """(scale, tile) from the flags and, for a ``.pte``, its card, without loading the model: a scale the card
-    contradicts and a tile it does not accept are errors here, before the runtime is imported."""
+def _resolve_model_limits(args: argparse.Namespace) -> tuple[Path, int | None, int]:
+    """(model path, scale, tile) from the flags and, for a ``.pte``, its card, without loading the model: a scale
+    the card contradicts and a tile it does not accept are errors here, before the runtime is imported."""
     from quantsr.artifacts.embedded import default_model_path
     from quantsr.runtime.limits import fit_tile, pte_limits
 
@@ -250,7 +243,7 @@ def _resolve_model_limits(args: argparse.Namespace) -> tuple[int | None, int]:
         raise UsageError(str(exc)) from None
     if path.suffix != ".pte":
         try:
-            return args.scale, fit_tile(args.tile, args.overlap, None)
+            return path, args.scale, fit_tile(args.tile, args.overlap, None)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     card, _, max_side = pte_limits(path)
@@ -261,4 +254,4 @@ def _resolve_model_limits(args: argparse.Namespace) -> tuple[int | None, int]:
         tile = fit_tile(args.tile, args.overlap, max_side)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return args.scale or card_scale, tile
+    return path, args.scale or card_scale, tile

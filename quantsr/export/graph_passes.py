@@ -9,6 +9,12 @@ keeps its own scale and the int8 adds requantize. On SPAN ch28 x4 the shared sca
 :func:`fold_slices_of_cat`: ``cat(parts)[:, a:b]`` that is exactly one part becomes that part (a QAT model with
 per-branch steps, :class:`~quantsr.export.deploy.SegmentedFixedQuantConv2d`, cuts its branches back out of the
 concat its architecture builds; folded, the concat goes and each branch keeps its own int8 scale).
+
+:func:`untie_shared_params`: a conv that reuses another conv's weight or bias (CARN-M runs one weight-shared
+residual block three times) gets its own copy. The XNNPACK quantizer annotates a shared parameter with its first
+conv only and leaves the reuses in fp32, and the lowering then hands those fp32 convs the first conv's int32
+bias, which XNNPACK refuses ("Failed to create convolution node"). Untied, every use is an int8 conv with its
+own bias scale; identical int8 weights are stored once in the ``.pte`` (its named data is content-hashed).
 """
 from __future__ import annotations
 
@@ -17,13 +23,17 @@ from operator import attrgetter
 import torch
 from torch import fx, nn
 
-__all__ = ["fold_slices_of_cat", "split_concat_convs"]
+__all__ = ["CONV_OR_LINEAR", "SOURCE_PARAM", "fold_slices_of_cat", "split_concat_convs", "untie_shared_params"]
 
 _CONV = torch.ops.aten.conv2d.default
 _CAT = torch.ops.aten.cat.default
 _ADD = torch.ops.aten.add.Tensor
 _SLICE = torch.ops.aten.slice.Tensor
 _NARROW = torch.ops.aten.narrow.default
+# the ops that read a weight (args[1]) and a bias (args[2])
+CONV_OR_LINEAR = frozenset({_CONV, torch.ops.aten.convolution.default, torch.ops.aten.linear.default})
+# node.meta key of an untied copy: the attribute path of the parameter it copies (the owning layer's name)
+SOURCE_PARAM = "quantsr_source_param"
 
 
 def _like_meta(template: fx.Node, tensor: torch.Tensor):
@@ -137,3 +147,34 @@ def fold_slices_of_cat(gm: fx.GraphModule) -> int:
         gm.graph.eliminate_dead_code()
         gm.recompile()
     return folded
+
+
+def untie_shared_params(gm: fx.GraphModule) -> int:
+    """Give, in place, every conv/linear that reads a shared weight or bias its own copy (a new attribute: a
+    re-export would merge a mere second read back into one parameter), except the parameter's first user (in
+    fx's user order), which keeps it. Returns how many copies were made. Each copy's node records the
+    original's path under ``meta[SOURCE_PARAM]``, so qparams keyed by layer name still find it. A fine-tune of
+    the int8 program trains the copies apart (each use its own weights, stored once each)."""
+    untied = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in CONV_OR_LINEAR:
+            continue
+        for index in (1, 2):
+            param = node.args[index] if len(node.args) > index else None
+            if not (isinstance(param, fx.Node) and param.op == "get_attr") or len(param.users) < 2:
+                continue
+            if next(iter(param.users)) is node:  # the first reader keeps the original
+                continue
+            source = param.meta.get(SOURCE_PARAM, str(param.target))
+            value = attrgetter(str(param.target))(gm).detach().clone()
+            name = f"{source.replace('.', '_')}_untied_{node.name}"
+            gm.register_buffer(name, value)
+            with gm.graph.inserting_before(node):
+                copy = gm.graph.get_attr(name)
+            copy.meta.update(param.meta)
+            copy.meta[SOURCE_PARAM] = source
+            node.replace_input_with(param, copy)
+            untied += 1
+    if untied:
+        gm.recompile()
+    return untied

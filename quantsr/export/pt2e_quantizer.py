@@ -20,10 +20,10 @@ import torch
 from torch.fx import GraphModule, Node
 
 from quantsr.export.deploy import LayerQParams
+from quantsr.export.graph_passes import CONV_OR_LINEAR, SOURCE_PARAM
 
 __all__ = ["Int8PTQConfig", "LearnedQParamsQuantizer", "int8_quantizer", "recommended_int8_config", "node_layer_name"]
 
-CONV_OR_LINEAR = {torch.ops.aten.conv2d.default, torch.ops.aten.convolution.default, torch.ops.aten.linear.default}
 
 
 ACT_OBSERVERS = ("histogram", "minmax")
@@ -126,23 +126,35 @@ def node_layer_name(node: Node) -> str | None:
     """The name of the module that owns a conv/linear node: from its weight's attribute path
     (``body.0.conv1.weight``), else from ``nn_module_stack``."""
     weight = node.args[1] if len(node.args) > 1 else None
-    if isinstance(weight, Node) and weight.op == "get_attr" and str(weight.target).endswith("weight"):
-        return str(weight.target).rsplit(".", 1)[0]
+    if isinstance(weight, Node) and weight.op == "get_attr":
+        target = str(weight.meta.get(SOURCE_PARAM, weight.target))  # an untied copy: the layer it copies
+        if target.endswith("weight"):
+            return target.rsplit(".", 1)[0]
     stack = node.meta.get("nn_module_stack")
     if stack:
         return str(list(stack.values())[-1][0])
     return None
 
 
-def _fixed_act_spec(scale: float):
+def learned_zero_point(qmin: int, qmax: int) -> int:
+    """The int8 zero point that holds a learned activation's integer levels ``[qmin, qmax]``: 0 when they fit
+    in [-128, 127] (every signed grid, and unsigned ones up to 7 bits), else the shift that moves them there (an
+    unsigned 8-bit grid [0, 255] is level - 128, a sign-flipped [-127, 128] level - 1)."""
+    if qmax - qmin > 255:
+        raise ValueError(f"a learned activation range of {qmax - qmin + 1} levels [{qmin}, {qmax}] does not fit "
+                         "in int8")
+    return 0 if -128 <= qmin and qmax <= 127 else -128 - qmin
+
+
+def _fixed_act_spec(scale: float, qmin: int, qmax: int):
     from torchao.quantization.pt2e.observer import FixedQParamsObserver
     from torchao.quantization.pt2e.quantizer import QuantizationSpec
 
     return QuantizationSpec(
         dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine, is_dynamic=False,
         observer_or_fake_quant_ctr=FixedQParamsObserver.with_args(
-            scale=scale, zero_point=0, dtype=torch.int8, qscheme=torch.per_tensor_affine, quant_min=-128,
-            quant_max=127))
+            scale=scale, zero_point=learned_zero_point(qmin, qmax), dtype=torch.int8,
+            qscheme=torch.per_tensor_affine, quant_min=-128, quant_max=127))
 
 
 def _static_input_chain(conv: Node) -> tuple[Node, Node]:
@@ -191,7 +203,8 @@ class LearnedQParamsQuantizer:
             add, clamp = _static_input_chain(node)
             add_inputs = {a: static.input_activation for a in add.args if isinstance(a, Node)}
             add.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
-                input_qspec_map=add_inputs, output_qspec=_fixed_act_spec(qp.act_scale), _annotated=True)
+                input_qspec_map=add_inputs, output_qspec=_fixed_act_spec(qp.act_scale, qp.act_qmin, qp.act_qmax),
+                _annotated=True)
             shared = SharedQuantizationSpec(add)
             clamp.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
                 input_qspec_map={add: shared}, output_qspec=shared, _annotated=True)

@@ -83,10 +83,11 @@ def calibrate_and_convert(ep, quantizer, example: torch.Tensor, calibration: Ite
     (:func:`~quantsr.export.graph_passes.split_concat_convs`)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from quantsr.export.graph_passes import fold_slices_of_cat, split_concat_convs
+    from quantsr.export.graph_passes import fold_slices_of_cat, split_concat_convs, untie_shared_params
 
     module = ep.module()
     fold_slices_of_cat(module)  # per-branch steps (deploy.SegmentedFixedQuantConv2d): no shared-scale concat
+    untie_shared_params(module)  # CARN-M's shared block: each use an int8 conv with its own bias
     if split_concat:
         split_concat_convs(module)
     prepared = prepare_pt2e(module, quantizer)

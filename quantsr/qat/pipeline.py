@@ -38,10 +38,12 @@ TRAIN_RESUMABLE = frozenset({"iterations", "val_every", "checkpoint_every", "max
 _FLAGS = {"head_tail_bits": "--rest-int8 (head/tail bits)", "distill": "--no-distill (distillation)"}
 
 
-def check_resume(path: str | Path, recipe: QuantRecipe, train: TrainRecipe, teacher_source: str = "") -> list[str]:
+def check_resume(path: str | Path, recipe: QuantRecipe, train: TrainRecipe, teacher_source: str = "",
+                 ckpt: dict | None = None) -> list[str]:
     """Refuse (ValueError naming the flag) to resume the run in ``path`` (its ``last.pt``) as another recipe,
-    training recipe or teacher; return the lines that tell what the resumed run changes (``TRAIN_RESUMABLE``)."""
-    ckpt = load_checkpoint(path)
+    training recipe or teacher; return the lines that tell what the resumed run changes (``TRAIN_RESUMABLE``).
+    ``ckpt``: ``path`` already loaded, so a caller that needs it too reads the file once."""
+    ckpt = load_checkpoint(path) if ckpt is None else ckpt
     source = str(path)
     info = parse_metadata(ckpt.get("metadata") or {}, source)
     if info.recipe is None:
@@ -93,12 +95,13 @@ def initialize_student_(student: nn.Module, teacher: nn.Module, data: PatchDatas
 
 def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: QuantRecipe, train: TrainRecipe,
                         out_dir: str | Path, *, model_kwargs: dict | None = None, teacher_source: str = "",
-                        resume: bool = False, progress: bool = True,
+                        resume: bool = False, progress: bool = True, saved_run: dict | None = None,
                         eval_sets: tuple[str, ...] = ("Set5", "Set14", "B100")) -> dict:
     """Train a low-bit student of ``recipe``'s architecture from the FP ``teacher`` as ``train`` says, and write
     ``out_dir/last.pt`` (resumable: it also holds the training recipe), ``best.pt``, ``model.pt`` (final weights
     and the quantization recipe) and ``model_card.json``. Returns the model card. ``resume`` continues
-    ``out_dir/last.pt`` if there is one, which must then have the same recipes (see :func:`check_resume`)."""
+    ``out_dir/last.pt`` if there is one, which must then have the same recipes (see :func:`check_resume`);
+    ``saved_run``: that file's contents, if the caller has read them already."""
     out_dir = Path(out_dir)
     model_kwargs = dict(model_kwargs or {})
     # Under torchrun: this rank's place, and its device (cuda -> cuda:LOCAL_RANK); else one process, unchanged.
@@ -109,8 +112,9 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
     if last.exists() and not resume:
         raise ValueError(f"{last} exists; pass --resume to continue it, or choose another --out")
     resuming = resume and last.exists()
+    saved = (load_checkpoint(last) if saved_run is None else saved_run) if resuming else None  # checked, resumed
     if resuming:  # checked before anything is built, so a refused resume costs nothing
-        for line in check_resume(last, recipe, train, teacher_source):
+        for line in check_resume(last, recipe, train, teacher_source, ckpt=saved):
             print(f"resuming {last}: {line}")
     torch.manual_seed(train.seed)
     teacher = teacher.eval()
@@ -122,7 +126,7 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
     val_sets = [BenchmarkSet.from_name(name, scale) for name in train.val_sets]
     if resuming:  # the starting point is in last.pt (its weights and steps, and how it was made)
         calibrate_(student, data.batch(0)[0])
-        init_info = (load_checkpoint(last).get("run_settings") or {}).get("init") or {"method": train.init}
+        init_info = (saved.get("run_settings") or {}).get("init") or {"method": train.init}
     else:  # on every rank alike (DDP starts every rank from rank 0's weights anyway); rank 0 reports it
         init_info = initialize_student_(student, teacher, data, recipe, train,
                                         val_sets if context.is_main else [], progress=progress, device=device)
@@ -146,8 +150,9 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
                                     "teacher": str(Path(teacher_source).resolve()) if teacher_source else "",
                                     "init": init_info},
                       dist=context)
-    if resume and trainer.resume() and progress:
+    if resuming and trainer.resume(saved) and progress:
         print(f"resumed from {last} at iteration {trainer.iteration}")
+    saved = None  # its weights and optimizer state are in the trainer now
     start = time.process_time()
     history = trainer.fit()
     cpu_seconds = time.process_time() - start

@@ -129,8 +129,9 @@ class Trainer:
     def save_checkpoint(self, path: str | Path) -> Path:
         return save_atomic(self.state_dict(), path)
 
-    def load_checkpoint(self, path: str | Path) -> None:
-        ckpt = load_checkpoint(path)
+    def load_checkpoint(self, path: str | Path, ckpt: dict | None = None) -> None:
+        """Restore the run saved in ``path`` (``ckpt``: its contents, if the caller has read them already)."""
+        ckpt = load_checkpoint(path) if ckpt is None else ckpt
         saved_world = int(ckpt.get("world_size", 1))
         if saved_world != self.dist.world_size:
             raise ValueError(f"{path} was trained on {saved_world} rank(s) and this run has "
@@ -156,12 +157,13 @@ class Trainer:
     def last_checkpoint(self) -> Path | None:
         return Path(self.config.out_dir) / "last.pt" if self.config.out_dir else None
 
-    def resume(self) -> bool:
-        """Load ``out_dir/last.pt`` if it exists; True if something was resumed."""
+    def resume(self, ckpt: dict | None = None) -> bool:
+        """Load ``out_dir/last.pt`` if it exists (``ckpt``: its contents, already read); True if something was
+        resumed."""
         path = self.last_checkpoint
         if path is None or not path.is_file():
             return False
-        self.load_checkpoint(path)
+        self.load_checkpoint(path, ckpt)
         return True
 
     # -- training ------------------------------------------------------------------------------------------
