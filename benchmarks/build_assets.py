@@ -60,20 +60,16 @@ def main() -> None:
             print(f"quantsr/assets/{art['file']}: {art['bytes']:,} bytes, Set5 {art['set5_psnr']} dB "
                   f"(eager {art['eager_set5_psnr']:.3f})")
         if not args.no_coreml:
-            try:
-                arts = export_checkpoint(ROOT / "checkpoints" / f"{name}.pt", ROOT / "exported",
-                                         formats=("coreml",), evaluate_set5=False)
-            except NotImplementedError as exc:  # per-channel weight steps: only the int8-activation package
-                print(f"exported/{name}.mlpackage (weight-only): skipped, {exc}")
-            else:
-                sizes[name] = arts[0]["bytes"]
-                teacher = f"{card['architecture']}_x{card['scale']}_fp32"
-                if teacher not in sizes:
-                    fp = load_model(model=card["architecture"], scale=card["scale"])
-                    sizes[teacher] = export_coreml(fp, ROOT / "exported" / f"{teacher}.mlpackage",
-                                                   quantize_rest=False).bytes
-                print(f"exported/{name}.mlpackage: {sizes[name]:,} bytes = "
-                      f"{100 * sizes[name] / sizes[teacher]:.1f}% of the FP32 package ({sizes[teacher]:,})")
+            arts = export_checkpoint(ROOT / "checkpoints" / f"{name}.pt", ROOT / "exported", formats=("coreml",),
+                                     evaluate_set5=False)
+            sizes[name] = arts[0]["bytes"]
+            teacher = f"{card['architecture']}_x{card['scale']}_fp32"
+            if teacher not in sizes:
+                fp = load_model(model=card["architecture"], scale=card["scale"])
+                sizes[teacher] = export_coreml(fp, ROOT / "exported" / f"{teacher}.mlpackage",
+                                               quantize_rest=False).bytes
+            print(f"exported/{name}.mlpackage: {sizes[name]:,} bytes = "
+                  f"{100 * sizes[name] / sizes[teacher]:.1f}% of the FP32 package ({sizes[teacher]:,})")
             if not args.dynamic:
                 a8 = export_checkpoint(ROOT / "checkpoints" / f"{name}.pt", ROOT / "exported" / "int8_activations",
                                        formats=("coreml",), **static)[0]

@@ -27,6 +27,20 @@ def test_grid_lut_is_exact_and_sized_for_ios17(bits):
         _grid_lut(scale, lo, bits)(weight + scale * 2**bits)
 
 
+
+def test_exact_int8_codes_shift_a_channel_that_reaches_128():
+    from quantsr.export.coreml import _exact_int8
+
+    scales = (0.013, 0.021, 0.0071)
+    levels = np.stack([np.arange(-127, 129), np.arange(-128, 128), np.arange(-100, 156) % 50]).astype(np.float32)
+    weight = (levels * np.asarray(scales, dtype=np.float32)[:, None]).reshape(3, 256, 1, 1)
+    codes, zero_point, scale = _exact_int8(weight, scales)
+    assert codes.dtype == np.int8 and list(zero_point) == [-1, 0, 0]
+    assert np.array_equal((codes.astype(np.float32) - zero_point[:, None, None, None]) * scale[:, None, None, None],
+                          weight)
+    with pytest.raises(ValueError, match="256 levels"):
+        _exact_int8(weight, (scales[0] / 2,) + scales[1:])  # channel 0 at half its step: 511 levels
+
 def test_coreml_export_palettizes_learned_weights_exactly(tmp_path):
     sizes = {}
     for bits in (2, 4):
@@ -46,6 +60,57 @@ def test_coreml_export_palettizes_learned_weights_exactly(tmp_path):
     assert sizes[2] < sizes[4] < fp.bytes
     assert not list(tmp_path.glob(".*"))  # no temp dirs left behind
 
+
+
+def test_per_channel_weight_steps_palettize_one_table_per_channel(tmp_path):
+    from coremltools.models.utils import load_spec
+
+    from quantsr.export.deploy import to_deploy_model
+    from quantsr.quant.layers import QConv2d
+
+    net = tiny_qat(bits=4, granularity="per_channel")
+    layer = next(m for m in net.modules() if isinstance(m, QConv2d))
+    with torch.no_grad():  # a negative step flips its channel's levels to [-8, 7]: its table starts lower
+        layer.weight_quantizer.step[0] *= -1
+        top = 100 * layer.weight.abs().max()  # clips to the top level, 8, in channel 0 (flipped: -8) and 1
+        layer.weight[0, 0], layer.weight[1, 0] = -top, top
+    levels, _ = layer.integer_weight()
+    assert int(levels[0].max()) == int(levels[1].max()) == 8
+    out = export_coreml(net, tmp_path / "pc.mlpackage", input_size=(3, 24, 24))
+    assert out.weights_exact  # the saved package's decompressed weights == the trained ones, bit for bit
+    assert load_spec(str(out.path)).specificationVersion == 9  # iOS 18: per-channel lookup tables
+    consts = _decompressed_consts(out.path)
+    deploy, _ = to_deploy_model(net, "dynamic")
+    widest = 0
+    for name in out.mil_names:
+        weight = consts[out.mil_names[name]]
+        assert np.array_equal(weight, deploy.get_submodule(name).weight.detach().numpy())
+        assert all(len(np.unique(channel)) <= 16 for channel in weight)  # each channel: its own 16-entry table
+        widest = max(widest, len(np.unique(weight)))
+    assert widest > 16  # more values than one per-tensor table could hold
+    assert out.bytes < export_coreml(create_model("imdn", scale=2, num_feat=32, num_blocks=1), tmp_path /
+                                     "fp.mlpackage", input_size=(3, 24, 24), quantize_rest=False).bytes
+
+
+def test_per_channel_int8_head_and_tail_are_exact_int8_codes(tmp_path):
+    """W4A8 with an int8 head/tail, all per channel: the 4-bit body palettized per channel, the 8-bit layers as
+    int8 codes with their trained scales (a 256-entry table per channel would cost 1 KiB each)."""
+    from coremltools.models.utils import load_spec
+
+    from quantsr.quant import calibrate_
+    from quantsr.quant.recipe import QuantRecipe, build_quantized_
+
+    torch.manual_seed(0)
+    net = build_quantized_(create_model("imdn", scale=2, num_feat=32, num_blocks=1),
+                           QuantRecipe(w_bits=4, a_bits=8, weight_granularity="per_channel", head_tail_bits=8))
+    calibrate_(net, torch.rand(2, 3, 24, 24))
+    out = export_coreml(net.eval(), tmp_path / "w4a8.mlpackage", input_size=(3, 24, 24))
+    assert out.weights_exact
+    eight_bit = {name for name, m in net.named_modules() if getattr(m, "w_bits", None) == 8}
+    assert eight_bit and {f"p_{n.replace('.', '_')}_weight" for n in eight_bit} <= set(out.int8_layers)
+    fn = load_spec(str(out.path)).mlProgram.functions["main"]
+    ops = [op.type for op in fn.block_specializations[fn.opset].operations]
+    assert ops.count("constexpr_affine_dequantize") >= len(eight_bit) and "constexpr_lut_to_dense" in ops
 
 def test_export_cli_writes_verified_artifacts_and_cards(tmp_path):
     import json

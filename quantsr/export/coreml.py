@@ -1,5 +1,6 @@
 """Core ML ``.mlpackage`` export: mlprogram, fp32 tensor I/O, iOS 17+, the learned b-bit weights palettized to
-exactly their 2^b levels and the layers the model keeps in FP stored as int8.
+exactly their 2^b levels and the layers the model keeps in FP stored as int8. Per-channel weight steps get one
+lookup table per output channel, which needs iOS 18.
 
 The converted graph is the "dynamic" deploy form (:mod:`quantsr.export.deploy`): the learned activation rounding
 is written out as ops (prescale ``x * (1/a) + (tau/a + 1/2)``, clamp, floor), so a Core ML prediction computes what
@@ -66,6 +67,65 @@ def _grid_lut(scale: float, lo: int, bits: int) -> Callable[[np.ndarray], tuple[
     return lut_function
 
 
+class _LutFunctions:
+    """The ``lut_function`` of one learned weight: its grid table (per tensor), or one grid table per output
+    channel (coremltools' ``per_grouped_channel`` palettization, group size 1, iOS 18), which coremltools asks for
+    channel by channel, first to last. Each channel's table starts at the lowest level that holds its levels: a
+    channel flipped by a negative step lies in [-8, 7] where the others lie in [-7, 8]. Counts its calls, so an
+    export can tell that every table was used (coremltools skips, with only a warning, a weight it cannot
+    palettize; the bit-exact check would pass on such an fp32 weight)."""
+
+    def __init__(self, scale: float | tuple[float, ...], lo: int, bits: int) -> None:
+        self.scales = scale if isinstance(scale, tuple) else (scale,)
+        self.per_channel = isinstance(scale, tuple)
+        self.lo, self.bits, self.calls = lo, bits, 0
+
+    def __call__(self, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.calls >= len(self.scales):
+            raise ValueError(f"more weight channels than the {len(self.scales)} trained steps")
+        scale = self.scales[self.calls]
+        self.calls += 1
+        lo = self.lo
+        if self.per_channel:  # this channel's own range of 2^bits levels
+            lo = max(lo, int(np.round(weight / np.float32(scale)).max()) - 2**self.bits + 1)
+        return _grid_lut(scale, lo, self.bits)(weight)
+
+    @property
+    def complete(self) -> bool:
+        return self.calls == len(self.scales)
+
+
+# per-channel lookup tables cost 2^bits fp32 entries per output channel: from this width on (the int8 head and
+# tail) the weights are stored as int8 codes with the trained per-channel scales instead, just as exact
+EXACT_INT8_FROM_BITS = 6
+
+
+def _exact_int8(weight: np.ndarray, scales: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(int8 codes, per-channel int8 zero points, fp32 scales) with ``(codes - zero points) * scales == weight``
+    bit for bit: the trained levels, shifted per channel into int8 where they reach 128 (RBD's [-127, 128])."""
+    scale = np.asarray(scales, dtype=np.float32)
+    shape = (-1,) + (1,) * (weight.ndim - 1)
+    levels = np.round(weight / scale.reshape(shape)).astype(np.int64)
+    flat = levels.reshape(len(scale), -1)
+    shift = np.where(flat.max(1) > 127, flat.max(1) - 127, np.where(flat.min(1) < -128, flat.min(1) + 128, 0))
+    codes = levels - shift.reshape(shape)
+    if codes.min() < -128 or codes.max() > 127:
+        raise ValueError("a channel spans more than the 256 levels of int8")
+    if not np.array_equal(levels.astype(np.float32) * scale.reshape(shape), weight):
+        raise ValueError("weight is not on its per-channel grid")
+    return codes.astype(np.int8), (-shift).astype(np.int8), scale
+
+
+def _palettizer(qp, lut: _LutFunctions) -> object:
+    """The coremltools config that stores a learned weight as exactly its trained levels."""
+    import coremltools.optimize as cto
+
+    if lut.per_channel:
+        return cto.coreml.OpPalettizerConfig(mode="custom", granularity="per_grouped_channel", group_size=1,
+                                             channel_axis=0, weight_threshold=1, lut_function=lut)
+    return cto.coreml.OpPalettizerConfig(mode="custom", weight_threshold=1, lut_function=lut)
+
+
 class _MulAdd(nn.Module):
     """A ``prescale`` (depthwise 1x1 conv, weight ``1/a`` in every channel, bias ``tau/a + 1/2``) written as
     ``x * (1/a) + bias``: the same two fp32 operations on the same constants, without a per-channel weight tensor
@@ -94,14 +154,14 @@ def _mul_add_prescales(graph_model: nn.Module) -> nn.Module:
     return graph_model
 
 
-def _convert(model: nn.Module, example: torch.Tensor):
+def _convert(model: nn.Module, example: torch.Tensor, target: str = "iOS17"):
     import coremltools as ct
 
     ep = torch.export.export(model, (example,)).run_decompositions({})
     return ct.convert(
         ep, inputs=[ct.TensorType(name=INPUT_NAME, shape=tuple(example.shape), dtype=np.float32)],
         outputs=[ct.TensorType(name=OUTPUT_NAME, dtype=np.float32)], convert_to="mlprogram",
-        minimum_deployment_target=ct.target.iOS17, compute_precision=ct.precision.FLOAT32)
+        minimum_deployment_target=getattr(ct.target, target), compute_precision=ct.precision.FLOAT32)
 
 
 def _short_names():
@@ -183,8 +243,11 @@ def _slices_to_splits(block) -> None:
         block.remove_ops([op for _, _, op in parts])
 
 
-def _compact(mlmodel, track: list[str]):
+def _compact(mlmodel, track: list[str], int8_weights: dict[str, tuple[np.ndarray, ...]] | None = None):
     """Rebuild ``mlmodel`` with a smaller program description (model.mlmodel), computing the same thing:
+
+    * the ``const`` weights named in ``int8_weights`` (name -> int8 codes, per-channel int8 zero points, fp32
+      scales) as ``constexpr_affine_dequantize`` ops, named ``NAME_int8``;
 
     * every ``const`` stored once per distinct value (bit-identical dtype, shape and bytes): the per-conv strides,
       pads, dilations, groups, clip bounds ... are shared;
@@ -217,6 +280,13 @@ def _compact(mlmodel, track: list[str]):
         raise RuntimeError(f"expected one function 'main', got {list(prog.functions)}")
     block = prog.functions["main"]
     with block:
+        for op in list(block.operations):
+            if op.op_type == "const" and op.name in (int8_weights or {}):
+                codes, zero_point, scale = int8_weights[op.name]
+                var = mb.constexpr_affine_dequantize(quantized_data=codes, zero_point=zero_point, scale=scale,
+                                                     axis=0, before_op=op, name=op.name + "_int8")
+                block.replace_uses_of_var_after_op(anchor_op=op, old_var=op.outputs[0], new_var=var)
+                block.remove_ops([op])
         for op in list(block.operations):  # int8 weights: all-zero zero point vectors -> one scalar
             if op.op_type == "constexpr_affine_dequantize":
                 zp = op.zero_point
@@ -332,24 +402,28 @@ def export_coreml(model: nn.Module, path: str | Path, *, input_size: tuple[int, 
             raise
         graph_model, qparams = model, {}
     stage("convert (coremltools)")
-    mlmodel = _convert(_mul_add_prescales(graph_model) if qparams else graph_model, example)
+    # one lookup table per output channel (per-channel weight steps) needs iOS 18's constexpr_lut_to_dense
+    per_channel = any(isinstance(qp.weight_scale, tuple) for qp in qparams.values())
+    mlmodel = _convert(_mul_add_prescales(graph_model) if qparams else graph_model, example,
+                       "iOS18" if per_channel else "iOS17")
     learned = {_const_name(name): name for name in qparams}
     trained = {_const_name(n): m.weight.detach().numpy() for n, m in graph_model.named_modules()
                if _const_name(n) in learned}
     others = [_const_name(n) for n, m in graph_model.named_modules()
               if isinstance(m, (nn.Conv2d, nn.Linear)) and _const_name(n) not in learned]
-    per_channel = sorted(name for name, qp in qparams.items() if isinstance(qp.weight_scale, tuple))
-    if per_channel:
-        raise NotImplementedError(f"Core ML export of per-channel weight steps is not implemented ({per_channel[0]} "
-                                  "and others): export the .pte, or train with --weight-granularity per_tensor")
     stage("palettize learned weights / int8 the rest")
-    op_configs: dict = {
-        const: cto.coreml.OpPalettizerConfig(
-            mode="custom", weight_threshold=1,
-            lut_function=_grid_lut(qparams[layer].weight_scale, qparams[layer].weight_qmin, qparams[layer].w_bits))
-        for const, layer in learned.items()}
+    wide = {const for const, layer in learned.items() if isinstance(qparams[layer].weight_scale, tuple)
+            and qparams[layer].w_bits >= EXACT_INT8_FROM_BITS}
+    int8_weights = {const: _exact_int8(trained[const], qparams[learned[const]].weight_scale) for const in wide}
+    luts = {const: _LutFunctions(qparams[layer].weight_scale, qparams[layer].weight_qmin, qparams[layer].w_bits)
+            for const, layer in learned.items() if const not in wide}
+    op_configs: dict = {const: _palettizer(qparams[learned[const]], lut) for const, lut in luts.items()}
     if op_configs:
         mlmodel = cto.coreml.palettize_weights(mlmodel, cto.coreml.OptimizationConfig(op_name_configs=op_configs))
+    unused = sorted(learned[const] for const, lut in luts.items() if not lut.complete)
+    if unused:
+        raise RuntimeError(f"coremltools did not palettize the learned weights of {unused[:4]}: the package would "
+                           "hold them in fp32")
     int8_layers = others if quantize_rest else []
     if int8_layers:
         config = cto.coreml.OptimizationConfig(op_name_configs={
@@ -357,18 +431,19 @@ def export_coreml(model: nn.Module, path: str | Path, *, input_size: tuple[int, 
             for n in int8_layers})
         mlmodel = cto.coreml.linear_quantize_weights(mlmodel, config)
     stage("share constants, shorten names")
-    # palettization renames a const NAME to NAME_palettized
-    mlmodel, mil_names = _compact(mlmodel, [n + "_palettized" for n in trained])
+    # palettization renames a const NAME to NAME_palettized; _compact's int8 codes are NAME_int8
+    stored = {n: n + ("_int8" if n in wide else "_palettized") for n in trained}
+    mlmodel, mil_names = _compact(mlmodel, list(stored.values()), int8_weights)
     stage("save")
 
     def verify(saved: Path) -> None:
         stage("reload and compare decompressed weights")
         consts = _decompressed_consts(saved)
-        bad = [n for n, w in trained.items() if not np.array_equal(consts.get(mil_names[n + "_palettized"]), w)]
+        bad = [n for n, w in trained.items() if not np.array_equal(consts.get(mil_names[stored[n]]), w)]
         if bad:
             raise RuntimeError(f"decompressed Core ML weights differ from the trained ones: {bad[:4]}")
 
     path = save_verified_package(mlmodel, path, verify)
-    palettized = {n: len(np.unique(w)) for n, w in trained.items()}
-    return CoreMLExport(path, package_bytes(path), palettized, int8_layers, bool(trained),
-                        {learned[n]: mil_names[n + "_palettized"] for n in trained})
+    palettized = {n: len(np.unique(w)) for n, w in trained.items() if n not in wide}
+    return CoreMLExport(path, package_bytes(path), palettized, int8_layers + sorted(wide), bool(trained),
+                        {learned[n]: mil_names[stored[n]] for n in trained})
