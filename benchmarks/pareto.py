@@ -43,11 +43,10 @@ LOW_BIT = ("imdn_x4_w4a4", "imdn_x4_w2a2", "span_x4_w4a8", "imdn_x2_w4a8")
 COREML_SIZES = ROOT / "benchmarks" / "results" / "coreml_sizes.json"
 
 
-def with_coreml_size(point: ParetoPoint) -> ParetoPoint:
+def with_coreml_size(point: ParetoPoint, sizes: dict[str, int]) -> ParetoPoint:
     """The point with the bytes of its weight-only Core ML package (``exported/<name>.mlpackage``: FP32, or the
-    learned weights palettized to their levels), as ``benchmarks/build_assets.py`` recorded them in
+    learned weights palettized to their levels) from ``sizes``, what ``benchmarks/build_assets.py`` recorded in
     ``benchmarks/results/coreml_sizes.json``; int8 PTQ models have none."""
-    sizes = json.loads(COREML_SIZES.read_text()) if COREML_SIZES.is_file() else {}
     form = {"fp32": "fp32", "low-bit": point.name.split()[-1].lower()}.get(point.kind)
     if form is not None and point.mlpackage_bytes is None:
         point.mlpackage_bytes = sizes.get(f"{point.model}_x{point.scale}_{form}")
@@ -187,8 +186,9 @@ def main() -> None:
         keep(f"{name} low-bit", low_bit_point, name, sets_for, out_dir)
     save(points)
     points = with_unvisited(points)
-    table_points = [with_coreml_size(ParetoPoint.from_dict({k: v for k, v in p.items() if k not in ("key", "seconds")}))
-                    for p in points.values()]
+    coreml_sizes = json.loads(COREML_SIZES.read_text()) if COREML_SIZES.is_file() else {}
+    table_points = [with_coreml_size(ParetoPoint.from_dict({k: v for k, v in p.items() if k not in ("key", "seconds")}),
+                                     coreml_sizes) for p in points.values()]
     table = markdown_table(table_points, names)
     write_text_atomic(table + "\n", out.with_suffix(".md"))
     for scale in sorted({p.scale for p in table_points}, reverse=True):

@@ -116,7 +116,7 @@ def _exact_int8(weight: np.ndarray, scales: tuple[float, ...]) -> tuple[np.ndarr
     return codes.astype(np.int8), (-shift).astype(np.int8), scale
 
 
-def _palettizer(qp, lut: _LutFunctions) -> object:
+def _palettizer(lut: _LutFunctions) -> object:
     """The coremltools config that stores a learned weight as exactly its trained levels."""
     import coremltools.optimize as cto
 
@@ -417,7 +417,7 @@ def export_coreml(model: nn.Module, path: str | Path, *, input_size: tuple[int, 
     int8_weights = {const: _exact_int8(trained[const], qparams[learned[const]].weight_scale) for const in wide}
     luts = {const: _LutFunctions(qparams[layer].weight_scale, qparams[layer].weight_qmin, qparams[layer].w_bits)
             for const, layer in learned.items() if const not in wide}
-    op_configs: dict = {const: _palettizer(qparams[learned[const]], lut) for const, lut in luts.items()}
+    op_configs: dict = {const: _palettizer(lut) for const, lut in luts.items()}
     if op_configs:
         mlmodel = cto.coreml.palettize_weights(mlmodel, cto.coreml.OptimizationConfig(op_name_configs=op_configs))
     unused = sorted(learned[const] for const, lut in luts.items() if not lut.complete)
