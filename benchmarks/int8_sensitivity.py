@@ -37,7 +37,8 @@ def candidate_ops(converted: torch.fx.GraphModule, kinds: list[str]) -> list[tup
     """(op name, owning module) of every op of the given kinds (``conv2d``, ``add``, ...) in a converted graph."""
     out = []
     for node in converted.graph.nodes:
-        kind = str(node.target).split(".")[-2] if node.op == "call_function" else ""
+        parts = str(node.target).split(".")  # aten.conv2d.default -> conv2d; operator.getitem has no overload
+        kind = parts[-2] if node.op == "call_function" and len(parts) > 1 else ""
         if kind in kinds:
             stack = node.meta.get("nn_module_stack") or {}
             out.append((node.name, str(list(stack.values())[-1][0]) if stack else ""))

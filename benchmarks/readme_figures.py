@@ -1,7 +1,7 @@
 """The README's pictures, in ``docs/images/``:
 
-* ``chelsea_compare.png``: ``examples/chelsea.png`` upscaled x4 by ``quantsr.cpu_upscale`` (the embedded W4A4
-  ``.pte``, ExecuTorch runtime), drawn by ``quantsr.runtime.compare.compare_image`` (the ``--compare`` picture).
+* ``chelsea_compare.png``: ``examples/chelsea.png`` upscaled x4 by ``quantsr.cpu_upscale`` (the embedded default
+  x4 ``.pte``, ExecuTorch runtime), drawn by ``quantsr.runtime.compare.compare_image`` (the ``--compare`` picture).
 * ``psnr_vs_size.png``: Set5 PSNR against stored model bytes of every x4 model the project ships or compares,
   read from the committed result JSONs (``benchmarks/results/``) and the embedded models' cards.
 
@@ -27,7 +27,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 ASSETS = ROOT / "quantsr" / "assets"
 IMAGES = ROOT / "docs" / "images"
 
-FP32, INT8, LOW_BIT = "FP32 public weights", "int8 PTQ (IMDN)", "shipped low-bit quantsr (IMDN)"
+FP32, INT8, LOW_BIT = "FP32 public weights", "int8 PTQ (IMDN)", "shipped low-bit quantsr"
 NAMES = {"imdn": "IMDN", "rfdn": "RFDN", "rlfn": "RLFN", "carn_m": "CARN-M", "fsrcnn": "FSRCNN", "span": "SPAN"}
 
 
@@ -41,9 +41,11 @@ def compare_figure(out: Path, width: int = 900, crop: int = 64, bits: int = 4) -
 
     import quantsr
     from quantsr.artifacts.atomic import atomic_write
+    from quantsr.artifacts.embedded import default_model_path
     from quantsr.runtime.compare import compare_image
 
-    card = _json(ASSETS / f"imdn_x4_w{bits}a{bits}.pte.json")  # the embedded model cpu_upscale picks for bits
+    pte = default_model_path(4, bits)  # the embedded model cpu_upscale picks for bits
+    card = _json(pte.with_name(pte.name + ".json"))
     with Image.open(ROOT / "examples" / "chelsea.png") as original:
         original.load()
     upscaled = quantsr.cpu_upscale(original, scale=4, bits=bits)
@@ -83,7 +85,8 @@ def size_points() -> list[tuple[str, str, int, float]]:
         card = _json(card_path)
         if card["scale"] != 4:
             continue
-        tag = f"W{card['bits']['weights']}A{card['bits']['activations']}"
+        arch = NAMES.get(card["architecture"], card["architecture"])
+        tag = f"{arch} W{card['bits']['weights']}A{card['bits']['activations']}"
         points.append((LOW_BIT, f"{tag} .pte", card["bytes"], card["set5_psnr"]))
         stem = card["file"].removesuffix(".pte")
         if stem in coreml:

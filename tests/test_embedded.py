@@ -79,3 +79,23 @@ def test_every_shipped_model_beats_bicubic_on_the_sample_photo(key):
 def test_scale_2_works_out_of_the_box():
     assert (2, 4, 8) in embedded.embedded_models()  # the shipped x2 model
     assert embedded.default_model_path(2).name.endswith("_x2_w4a8.pte")
+
+
+@pytest.mark.parametrize("key", _shipped(), ids=lambda k: f"x{k[0]}_w{k[1]}a{k[2]}")
+def test_every_shipped_model_beats_every_public_model_no_larger(key):
+    """Issue 14's frontier bar, on the committed Pareto results (benchmarks/pareto.py): each embedded model's
+    `.pte` scores higher on Set14 and on B100 than every public model, FP32 or int8, of equal or smaller ideal
+    bytes at its scale. A dominated model must not be embedded (a user would ship the public one instead)."""
+    from pathlib import Path
+
+    results = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "pareto.json")
+                         .read_text())
+    stem = embedded.embedded_models()[key].stem
+    shipped = next((p for p in results["points"] if p["key"] == f"{stem} low-bit"), None)
+    assert shipped is not None, f"{stem} has no row in benchmarks/results/pareto.json: run benchmarks/pareto.py"
+    public = [p for p in results["points"] if p["kind"] != "low-bit" and p["scale"] == shipped["scale"]
+              and p["ideal_bytes"] <= shipped["ideal_bytes"]]
+    assert public  # FSRCNN int8 (13,844 B) is smaller than any shipped model
+    for set_name in ("Set14", "B100"):
+        beaten = [p["key"] for p in public if p["psnr"][set_name] >= shipped["psnr"][set_name]]
+        assert not beaten, f"{stem} is not above {beaten} on {set_name}"

@@ -38,7 +38,7 @@ def test_exact_int8_codes_shift_a_channel_that_reaches_128():
     assert codes.dtype == np.int8 and list(zero_point) == [-1, 0, 0]
     assert np.array_equal((codes.astype(np.float32) - zero_point[:, None, None, None]) * scale[:, None, None, None],
                           weight)
-    with pytest.raises(ValueError, match="256 levels"):
+    with pytest.raises(ValueError, match="256 codes"):
         _exact_int8(weight, (scales[0] / 2,) + scales[1:])  # channel 0 at half its step: 511 levels
 
 def test_coreml_export_palettizes_learned_weights_exactly(tmp_path):

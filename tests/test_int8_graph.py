@@ -105,6 +105,43 @@ def test_training_the_integer_faithful_model_trains_the_program(converted, tmp_p
         load_program(tmp_path / "old_int8.pt", converted)
 
 
+class MiniDeconv(nn.Module):
+    """FSRCNN's tail: a strided transposed conv (per-channel weights on axis 1) after PReLU features."""
+
+    def __init__(self, c: int = 8) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(3, c, 3, padding=1)
+        self.act = nn.PReLU(c)
+        self.tail = nn.ConvTranspose2d(c, 3, 5, stride=2, padding=2, output_padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tail(self.act(self.head(x)))
+
+
+def test_a_transposed_conv_is_computed_code_for_code_and_trains(tmp_path):
+    torch.manual_seed(0)
+    converted = static_int8_graph(MiniDeconv().eval(), _inputs(1), max_side=32, min_side=8)
+    axes = {int(n.args[3]) for n in converted.graph.nodes
+            if n.target == torch.ops.quantized_decomposed.dequantize_per_channel.default}
+    assert axes == {0, 1}  # the conv's weight on its axis 0, the transposed conv's on axis 1
+    model = integer_faithful(converted)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    target = F.interpolate(x, scale_factor=2, mode="bilinear")
+    for _ in range(2):
+        loss = F.l1_loss(model(x), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    trained = write_back(model, converted)
+    result = export_int8_program(trained, tmp_path / "deconv.pte", max_side=32, check_inputs=_inputs(2))
+    assert result["identical_fraction"] == 1.0 and result["max_levels"] == 0
+    pte = PteModule(tmp_path / "deconv.pte")
+    with torch.no_grad():
+        for probe in _inputs(3):
+            assert codes_agreement(pte(probe), model.eval()(probe)) == (1.0, 0)
+
+
 def test_export_refuses_a_program_without_static_int8(tmp_path, capsys):
     from quantsr.cli import main
 
@@ -177,14 +214,14 @@ def test_per_channel_weight_steps_reach_the_program_and_the_pte(tmp_path):
 def test_unsigned_8_bit_activations_keep_all_their_levels_in_the_program():
     """A W4A8 model with int8 head: the image input's learned grid is unsigned [0, 255], which needs the int8
     zero point -128 (with zero point 0 the program clipped every input above 0.5)."""
-    from quantsr.export.pt2e_quantizer import learned_zero_point
     from quantsr.models.registry import create_model
     from quantsr.quant import calibrate_
+    from quantsr.quant.int8_sim import int8_zero_point
     from quantsr.quant.recipe import QuantRecipe, build_quantized_
 
-    assert (learned_zero_point(0, 255), learned_zero_point(-127, 128), learned_zero_point(-8, 7)) == (-128, -1, 0)
-    with pytest.raises(ValueError, match="does not fit"):
-        learned_zero_point(-200, 200)
+    assert (int8_zero_point(0, 255), int8_zero_point(-127, 128), int8_zero_point(-8, 7)) == (-128, -1, 0)
+    with pytest.raises(ValueError, match="do not fit"):
+        int8_zero_point(-200, 200)
     torch.manual_seed(0)
     net = create_model("imdn", scale=2, num_feat=32, num_blocks=1)
     net = build_quantized_(net, QuantRecipe(w_bits=4, a_bits=8, weight_granularity="per_channel",

@@ -1,9 +1,13 @@
 """The ``.pte`` models shipped inside the package (``quantsr/assets``), the defaults of ``quantsr upscale``.
 
 Files are named ``<arch>_x<scale>_w<b>a<b>.pte``. A model is picked by scale and bits: ``bits`` is either the
-weight bits (``4``: of the models with 4-bit weights at that scale, the one with the narrowest activations, so
-``--bits 4`` keeps meaning the W4A4 model where one is embedded and the W4A8 where it is the only one) or an
-exact ``"w4a8"``."""
+weight bits (``4``: of the models with 4-bit weights at that scale, the one with the narrowest activations) or an
+exact ``"w4a8"``.
+
+Only models on the size/quality frontier are embedded (issue 14): each scores higher on Set14 and B100 than every
+public model, FP32 or int8, of equal or smaller ideal bytes (``benchmarks/pareto.py``; checked against the
+committed results by ``tests/test_embedded.py``). A dominated model is not worth shipping: a user would bundle
+the public one."""
 from __future__ import annotations
 
 import re

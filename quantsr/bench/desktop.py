@@ -123,9 +123,11 @@ def deploy_variants(checkpoint: str | Path, out_dir: str | Path, *, teacher: nn.
     in ``out_dir`` (exports take minutes; time them again on a quiet machine without redoing them); scores are
     reused only for files whose sha256 is unchanged. ``program``: a fine-tuned int8 program of the QAT
     checkpoint (``benchmarks/int8_finetune.py``), timed as one more static int8 variant."""
+    from quantsr.bench.pareto import model_ideal_bytes
     from quantsr.checkpoints.load import load_model, load_model_and_info
     from quantsr.export.int8_program import export_int8_program, load_program, static_int8_graph
     from quantsr.export.pipeline import calibration_inputs
+    from quantsr.export.pt2e_quantizer import recommended_int8_config
     from quantsr.export.pte import export_pte
     from quantsr.runtime.pte import PteModule
     from quantsr.runtime.upscale import min_side_of
@@ -153,6 +155,8 @@ def deploy_variants(checkpoint: str | Path, out_dir: str | Path, *, teacher: nn.
         variants.append(Variant(name, PteModule(path), path, ideal_packed_bytes(model)))
     # static all-int8 programs, checked code for code against their integer-faithful models: the int8 PTQ of the
     # FP net (the baseline every low-bit model must beat), the QAT model's, and its fine-tuned program
+    # with the library's recommended PTQ settings for the architecture (SPAN: one conv per concat branch), as
+    # benchmarks/pareto.py scores it
     statics = [("pte int8 PTQ", teacher, None)]
     if info.recipe is not None:
         statics.append(("pte QAT static int8", student, None))
@@ -164,11 +168,13 @@ def deploy_variants(checkpoint: str | Path, out_dir: str | Path, *, teacher: nn.
             progress(f"reuse {path}")
         else:
             progress(f"export {name}")
-            converted = static_int8_graph(model, calib, min_side=min_side_of(model))
+            converted = static_int8_graph(model, calib, min_side=min_side_of(model),
+                                          ptq=recommended_int8_config(info.model, scale))
             if program_file is not None:
                 converted = load_program(program_file, converted)
             export_int8_program(converted, path, min_side=min_side_of(model))
-        variants.append(Variant(name, PteModule(path), path, ideal_packed_bytes(model)))
+        ideal = model_ideal_bytes(model, 8) if model is teacher else ideal_packed_bytes(model)  # int8 weights
+        variants.append(Variant(name, PteModule(path), path, ideal))
     variants.extend(_onnx_variants(teacher, out_dir, calib, progress, reuse))
     if with_set5:
         _score_set5(variants, scale, out_dir / "set5_psnr.json", reuse, progress)

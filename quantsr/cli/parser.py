@@ -144,9 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", dest="output_opt", metavar="OUTPUT", help="the same as the second positional; "
                    "an existing folder receives the file under its default name")
     p.add_argument("-s", "--scale", type=_positive_int, default=None,
-                   help="upscaling factor (default: the model's own; the embedded models are x4)")
+                   help="upscaling factor (default: the model's own; the embedded models are x4 and x2)")
     p.add_argument("--bits", type=_bits, default=4,
-                   help="which embedded model: weight bits (4, default; 2) or weight and activation bits (w4a8); "
+                   help="which embedded model: weight bits (4, the default) or weight and activation bits (w4a8); "
                         "`quantsr models --embedded` lists them")
     p.add_argument("-m", "--model", help="a .pte file or a quantsr checkpoint instead of the embedded model")
     p.add_argument("--suffix", default=None,

@@ -102,18 +102,20 @@ EXACT_INT8_FROM_BITS = 6
 
 def _exact_int8(weight: np.ndarray, scales: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(int8 codes, per-channel int8 zero points, fp32 scales) with ``(codes - zero points) * scales == weight``
-    bit for bit: the trained levels, shifted per channel into int8 where they reach 128 (RBD's [-127, 128])."""
+    bit for bit: the trained levels, shifted per channel into int8 where they leave it (RBD's [-127, 128])."""
+    from quantsr.quant.int8_sim import int8_zero_point
+
     scale = np.asarray(scales, dtype=np.float32)
     shape = (-1,) + (1,) * (weight.ndim - 1)
     levels = np.round(weight / scale.reshape(shape)).astype(np.int64)
     flat = levels.reshape(len(scale), -1)
-    shift = np.where(flat.max(1) > 127, flat.max(1) - 127, np.where(flat.min(1) < -128, flat.min(1) + 128, 0))
-    codes = levels - shift.reshape(shape)
-    if codes.min() < -128 or codes.max() > 127:
-        raise ValueError("a channel spans more than the 256 levels of int8")
+    try:
+        zero = np.array([int8_zero_point(int(lo), int(hi)) for lo, hi in zip(flat.min(1), flat.max(1))])
+    except ValueError as exc:
+        raise ValueError(f"a channel's weight levels: {exc}") from None
     if not np.array_equal(levels.astype(np.float32) * scale.reshape(shape), weight):
         raise ValueError("weight is not on its per-channel grid")
-    return codes.astype(np.int8), (-shift).astype(np.int8), scale
+    return (levels + zero.reshape(shape)).astype(np.int8), zero.astype(np.int8), scale
 
 
 def _palettizer(lut: _LutFunctions) -> object:

@@ -194,8 +194,8 @@ def export_int8_program(converted: fx.GraphModule, path: str | Path, *, max_side
     ExecuTorch runtime and compare its output with the integer-faithful model on ``check_inputs`` (default: the
     calibration example): at least ``min_identical`` of the uint8 values equal and none more than
     ``max_levels`` apart, else the file is removed and :class:`~quantsr.export.pte.ExportMismatchError` raised.
-    ``verify=False`` skips that comparison, for graphs the integer-faithful model cannot express yet (transposed
-    convs, whose weights are per channel on axis 1): the caller must score the file itself."""
+    ``verify=False`` skips that comparison, for graphs the integer-faithful model cannot express yet (grouped
+    transposed convs, ops outside :mod:`quantsr.quant.int8_graph`): the caller must score the file itself."""
     from quantsr.export.pte import ExportMismatchError, _delegation, lower_to_pte
     from quantsr.runtime.pte import PteModule
 

@@ -21,6 +21,7 @@ from torch.fx import GraphModule, Node
 
 from quantsr.export.deploy import LayerQParams
 from quantsr.export.graph_passes import CONV_OR_LINEAR, SOURCE_PARAM
+from quantsr.quant.int8_sim import int8_zero_point
 
 __all__ = ["Int8PTQConfig", "LearnedQParamsQuantizer", "int8_quantizer", "recommended_int8_config", "node_layer_name"]
 
@@ -136,16 +137,6 @@ def node_layer_name(node: Node) -> str | None:
     return None
 
 
-def learned_zero_point(qmin: int, qmax: int) -> int:
-    """The int8 zero point that holds a learned activation's integer levels ``[qmin, qmax]``: 0 when they fit
-    in [-128, 127] (every signed grid, and unsigned ones up to 7 bits), else the shift that moves them there (an
-    unsigned 8-bit grid [0, 255] is level - 128, a sign-flipped [-127, 128] level - 1)."""
-    if qmax - qmin > 255:
-        raise ValueError(f"a learned activation range of {qmax - qmin + 1} levels [{qmin}, {qmax}] does not fit "
-                         "in int8")
-    return 0 if -128 <= qmin and qmax <= 127 else -128 - qmin
-
-
 def _fixed_act_spec(scale: float, qmin: int, qmax: int):
     from torchao.quantization.pt2e.observer import FixedQParamsObserver
     from torchao.quantization.pt2e.quantizer import QuantizationSpec
@@ -153,7 +144,7 @@ def _fixed_act_spec(scale: float, qmin: int, qmax: int):
     return QuantizationSpec(
         dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine, is_dynamic=False,
         observer_or_fake_quant_ctr=FixedQParamsObserver.with_args(
-            scale=scale, zero_point=learned_zero_point(qmin, qmax), dtype=torch.int8,
+            scale=scale, zero_point=int8_zero_point(qmin, qmax), dtype=torch.int8,
             qscheme=torch.per_tensor_affine, quant_min=-128, quant_max=127))
 
 

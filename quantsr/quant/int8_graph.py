@@ -27,6 +27,7 @@ from torch import fx, nn
 from quantsr.quant.int8_sim import (
     add_codes,
     conv_codes,
+    conv_transpose_codes,
     dequantize_codes,
     dequantize_weight,
     mean_codes,
@@ -104,17 +105,22 @@ class _Rewriter:
 
     def rewrite_weight(self, node: fx.Node) -> None:
         w_attr, s_attr, _z, axis, qmin, qmax = node.args[:6]
-        if axis != 0:
+        if axis not in (0, 1):  # 0: a conv's output channels, 1: a transposed conv's
             raise NotImplementedError(f"{node.name}: per-channel weights on axis {axis}")
         codes = self.old_value(w_attr)
         scales = self.old_value(s_attr).to(_F32)
         lo, hi = node.meta.get(LEVEL_RANGE_KEY, (int(qmin), int(qmax)))
-        shape = (-1,) + (1,) * (codes.dim() - 1)
-        weight = self.attr(codes.to(_F32) * scales.view(shape), "weight", str(w_attr.target), train=True)
+        weight = self.attr(dequantize_weight(codes.to(_F32), scales, axis), "weight", str(w_attr.target), train=True)
         scale_node = self.attr(scales, "weight_scales")
-        code_node = self.call(weight_codes, weight, scale_node, lo, hi)
-        self.weights[node] = (code_node, scale_node)
-        self.env[node] = self.call(dequantize_weight, code_node, scale_node)
+        on_axis_1 = [axis] if axis else []  # axis 0 stays implicit: saved programs' signatures predate axis 1
+        code_node = self.call(weight_codes, weight, scale_node, lo, hi, *on_axis_1)
+        self.weights[node] = (code_node, scale_node, axis)
+        self.env[node] = self.call(dequantize_weight, code_node, scale_node, *on_axis_1)
+
+    def trainable_bias(self, args: tuple) -> fx.Node | None:
+        if len(args) > 2 and args[2] is not None:
+            return self.attr(self.old_value(args[2]), "bias", str(args[2].target), train=True)
+        return None
 
     def fused_activation(self, producer: fx.Node, scale: float, zero: int) -> fx.Node | None:
         """A ReLU/hardtanh/clamp straight after a conv or add (no quantize between): XNNPACK fuses it into the
@@ -140,14 +146,21 @@ class _Rewriter:
         args = producer.args
         if producer.op == "call_function" and producer.target in _FUSED_ACTIVATIONS:
             return self.fused_activation(producer, scale, zero)
-        if _is(producer, torch.ops.aten.conv2d.default) and args[0] in self.codes and args[1] in self.weights:
+        if _is(producer, torch.ops.aten.conv2d.default) and args[0] in self.codes and args[1] in self.weights \
+                and self.weights[args[1]][2] == 0:
             x, sx, zx = self.codes[args[0]]
-            w, ws = self.weights[args[1]]
-            bias = None
-            if len(args) > 2 and args[2] is not None:
-                bias = self.attr(self.old_value(args[2]), "bias", str(args[2].target), train=True)
+            w, ws, _ = self.weights[args[1]]
             rest = list(args[3:]) + [1, 0, 1, 1][len(args) - 3:]  # stride, padding, dilation, groups defaults
-            return self.call(conv_codes, x, sx, zx, w, ws, bias, scale, zero, *rest)
+            return self.call(conv_codes, x, sx, zx, w, ws, self.trainable_bias(args), scale, zero, *rest)
+        if _is(producer, torch.ops.aten.conv_transpose2d.input) and args[0] in self.codes \
+                and args[1] in self.weights and self.weights[args[1]][2] == 1:
+            # stride, padding, output_padding, groups, dilation (defaults after the given ones)
+            rest = list(args[3:]) + [1, 0, 0, 1, 1][len(args) - 3:]
+            if rest[3] != 1:
+                raise NotImplementedError(f"{producer.name}: a grouped transposed conv has no integer-faithful form")
+            x, sx, zx = self.codes[args[0]]
+            w, ws, _ = self.weights[args[1]]
+            return self.call(conv_transpose_codes, x, sx, zx, w, ws, self.trainable_bias(args), scale, zero, *rest)
         if (_is(producer, torch.ops.aten.add.Tensor) or _is(producer, torch.ops.aten.mul.Tensor)) \
                 and len(args) == 2 and all(a in self.codes for a in args) and not producer.kwargs:
             fn = add_codes if producer.target == torch.ops.aten.add.Tensor else mul_codes
@@ -220,8 +233,8 @@ def write_back(model: fx.GraphModule, converted: fx.GraphModule) -> fx.GraphModu
     for name, target in model.trainable_targets.items():
         value = getattr(model, name).detach()
         if name in codes_of:
-            _, scale_node, lo, hi = codes_of[name]
-            value = weight_codes(value, getattr(model, scale_node.target), lo, hi)
+            _, scale_node, lo, hi, *axis = codes_of[name]
+            value = weight_codes(value, getattr(model, scale_node.target), lo, hi, *axis)
         set_constant(out, target, value.to(get_constant(out, target).dtype))
     return out
 

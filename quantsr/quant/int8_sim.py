@@ -9,11 +9,21 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["add_codes", "conv_codes", "dequantize_codes", "dequantize_weight", "mean_codes", "mul_codes",
-           "quantize_codes", "round_ste", "sigmoid_xnnpack", "weight_codes"]
+__all__ = ["add_codes", "conv_codes", "conv_transpose_codes", "dequantize_codes", "dequantize_weight",
+           "int8_zero_point", "mean_codes", "mul_codes", "quantize_codes", "round_ste", "sigmoid_xnnpack",
+           "weight_codes"]
 
 QMIN, QMAX = -128, 127
 _F32 = torch.float32
+
+
+def int8_zero_point(lo: int, hi: int) -> int:
+    """The int8 zero point that holds the integer levels ``[lo, hi]`` (``code = level + zero point``): 0 when
+    they fit in [-128, 127] (every signed grid, unsigned ones up to 7 bits), else the shift that moves ``lo`` to
+    -128 (an unsigned 8-bit grid [0, 255] gets -128, RBD's sign-flipped [-127, 128] gets -1)."""
+    if hi - lo > QMAX - QMIN:
+        raise ValueError(f"{hi - lo + 1} levels [{lo}, {hi}] do not fit in the 256 codes of int8")
+    return 0 if QMIN <= lo and hi <= QMAX else QMIN - lo
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -35,14 +45,18 @@ def dequantize_codes(codes: torch.Tensor, scale: float, zero: int) -> torch.Tens
     return (codes.to(_F32) - zero) * _f32(scale)
 
 
-def weight_codes(weight: torch.Tensor, scales: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
-    """Per-channel weight codes of a trainable float weight at fixed scales (axis 0)."""
-    shape = (-1,) + (1,) * (weight.dim() - 1)
-    return torch.clamp(round_ste(weight / scales.to(_F32).view(shape)), qmin, qmax)
+def _channel_shape(dim: int, axis: int) -> tuple[int, ...]:
+    return tuple(-1 if i == axis else 1 for i in range(dim))
 
 
-def dequantize_weight(codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    return codes * scales.to(_F32).view((-1,) + (1,) * (codes.dim() - 1))
+def weight_codes(weight: torch.Tensor, scales: torch.Tensor, qmin: int, qmax: int, axis: int = 0) -> torch.Tensor:
+    """Per-channel weight codes of a trainable float weight at fixed scales (the output channels: axis 0 of a
+    conv's weight, axis 1 of a transposed conv's)."""
+    return torch.clamp(round_ste(weight / scales.to(_F32).view(_channel_shape(weight.dim(), axis))), qmin, qmax)
+
+
+def dequantize_weight(codes: torch.Tensor, scales: torch.Tensor, axis: int = 0) -> torch.Tensor:
+    return codes * scales.to(_F32).view(_channel_shape(codes.dim(), axis))
 
 
 def conv_codes(x: torch.Tensor, x_scale: float, x_zero: int, w: torch.Tensor, w_scales: torch.Tensor,
@@ -52,10 +66,26 @@ def conv_codes(x: torch.Tensor, x_scale: float, x_zero: int, w: torch.Tensor, w_
     integers are exact below 2^24), float32 per-channel multiplier, round half to even."""
     sw, sx, sy = w_scales.to(_F32), _f32(x_scale), _f32(y_scale)
     acc = F.conv2d(x.to(_F32) - x_zero, w.to(_F32), None, stride, padding, dilation, groups)
+    return _requantize(acc, bias, sx, sw, sy, y_zero)
+
+
+def _requantize(acc: torch.Tensor, bias: torch.Tensor | None, sx: torch.Tensor, sw: torch.Tensor, sy: torch.Tensor,
+                y_zero: int) -> torch.Tensor:
     if bias is not None:
         acc = acc + round_ste(bias.to(_F32) * (1.0 / (sw * sx)).to(_F32)).view(1, -1, 1, 1)
     multiplier = ((sx * sw).to(_F32) / sy).to(_F32).view(1, -1, 1, 1)
     return torch.clamp(round_ste(acc * multiplier) + y_zero, QMIN, QMAX)
+
+
+def conv_transpose_codes(x: torch.Tensor, x_scale: float, x_zero: int, w: torch.Tensor, w_scales: torch.Tensor,
+                         bias: torch.Tensor | None, y_scale: float, y_zero: int, stride=1, padding=0,
+                         output_padding=0, groups: int = 1, dilation=1) -> torch.Tensor:
+    """XNNPACK's qs8 x qc8w deconvolution: the convolution's arithmetic (:func:`conv_codes`) on the transposed
+    conv's sums; the weight's channels are its axis 1."""
+    sw, sx, sy = w_scales.to(_F32), _f32(x_scale), _f32(y_scale)
+    acc = F.conv_transpose2d(x.to(_F32) - x_zero, w.to(_F32), None, stride, padding, output_padding, groups,
+                             dilation)
+    return _requantize(acc, bias, sx, sw, sy, y_zero)
 
 
 def _add_multipliers(a_scale: float, b_scale: float, y_scale: float) -> tuple[float, float, int, int, int]:
