@@ -90,9 +90,14 @@ def test_every_shipped_model_beats_every_public_model_no_larger(key):
 
     results = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "pareto.json")
                          .read_text())
-    stem = embedded.embedded_models()[key].stem
+    pte = embedded.embedded_models()[key]
+    stem = pte.stem
     shipped = next((p for p in results["points"] if p["key"] == f"{stem} low-bit"), None)
     assert shipped is not None, f"{stem} has no row in benchmarks/results/pareto.json: run benchmarks/pareto.py"
+    # the row is this file's program: the same Set5 score as its card (the .pte in pareto.json allows larger sides)
+    card = json.loads(pte.with_name(pte.name + ".json").read_text())
+    assert abs(shipped["psnr"]["Set5"] - card["set5_psnr"]) < 0.002, "pareto.json scores another program: rerun it"
+    assert not [k for k in results["failures"] if "low-bit" not in k]  # every public model was scored
     public = [p for p in results["points"] if p["kind"] != "low-bit" and p["scale"] == shipped["scale"]
               and p["ideal_bytes"] <= shipped["ideal_bytes"]]
     assert public  # FSRCNN int8 (13,844 B) is smaller than any shipped model

@@ -40,6 +40,9 @@ def test_exact_int8_codes_shift_a_channel_that_reaches_128():
                           weight)
     with pytest.raises(ValueError, match="256 codes"):
         _exact_int8(weight, (scales[0] / 2,) + scales[1:])  # channel 0 at half its step: 511 levels
+    positive = (np.arange(1, 129, dtype=np.float32) * np.float32(0.5)).reshape(1, 128, 1, 1)
+    codes, zero_point, _ = _exact_int8(positive, (0.5,))  # levels [1, 128]: the smallest shift, -1
+    assert list(zero_point) == [-1] and codes.min() == 0 and codes.max() == 127
 
 def test_coreml_export_palettizes_learned_weights_exactly(tmp_path):
     sizes = {}

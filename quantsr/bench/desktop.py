@@ -155,8 +155,8 @@ def deploy_variants(checkpoint: str | Path, out_dir: str | Path, *, teacher: nn.
         variants.append(Variant(name, PteModule(path), path, ideal_packed_bytes(model)))
     # static all-int8 programs, checked code for code against their integer-faithful models: the int8 PTQ of the
     # FP net (the baseline every low-bit model must beat), the QAT model's, and its fine-tuned program
-    # with the library's recommended PTQ settings for the architecture (SPAN: one conv per concat branch), as
-    # benchmarks/pareto.py scores it
+    # (the teacher's PTQ with the library's recommended settings for its architecture, as benchmarks/pareto.py
+    # scores it: SPAN gets one conv per concat branch)
     statics = [("pte int8 PTQ", teacher, None)]
     if info.recipe is not None:
         statics.append(("pte QAT static int8", student, None))
@@ -168,8 +168,8 @@ def deploy_variants(checkpoint: str | Path, out_dir: str | Path, *, teacher: nn.
             progress(f"reuse {path}")
         else:
             progress(f"export {name}")
-            converted = static_int8_graph(model, calib, min_side=min_side_of(model),
-                                          ptq=recommended_int8_config(info.model, scale))
+            ptq = recommended_int8_config(info.model, scale) if model is teacher else None  # QAT: learned qparams
+            converted = static_int8_graph(model, calib, min_side=min_side_of(model), ptq=ptq)
             if program_file is not None:
                 converted = load_program(program_file, converted)
             export_int8_program(converted, path, min_side=min_side_of(model))

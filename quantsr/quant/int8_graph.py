@@ -2,8 +2,8 @@
 PyTorch, with straight-through gradients (issue 13; the arithmetic is in docs/integer_faithful.md).
 
 :func:`integer_faithful` takes the graph ``convert_pt2e`` returns (quantize/dequantize nodes around fp32 ops) and
-rewrites it: wherever XNNPACK runs ``dequantize -> op -> quantize`` as one int8 kernel (conv, add, mul, mean,
-concatenate), the new graph computes that kernel's integer arithmetic on int8 codes instead of PyTorch's fp32
+rewrites it: wherever XNNPACK runs ``dequantize -> op -> quantize`` as one int8 kernel (conv, transposed conv, add, mul,
+mean, concatenate), the new graph computes that kernel's integer arithmetic on int8 codes instead of PyTorch's fp32
 reference op; everything else (LeakyReLU and sigmoid, which XNNPACK turns into 256-entry tables of its fp32
 kernels, the fp32 islands such as IMDN's contrast statistic, the pixel shuffle outside the delegate) stays the
 graph's own fp32 op between a dequantize and a quantize, as in the reference graph.
@@ -42,6 +42,8 @@ __all__ = ["LEVEL_RANGE_KEY", "get_constant", "integer_faithful", "program_signa
 _F32 = torch.float32
 QMIN, QMAX = -128, 127
 LEVEL_RANGE_KEY = "quantsr_level_range"  # node meta of a weight's dequantize: its trained (min, max) code
+# the weight axis of a layer's output channels, where its per-channel scales must lie
+_CHANNEL_AXIS = {torch.ops.aten.conv2d.default: 0, torch.ops.aten.conv_transpose2d.input: 1}
 _FUSED_ACTIVATIONS = (torch.ops.aten.relu.default, torch.ops.aten.relu_.default, torch.ops.aten.hardtanh.default,
                       torch.ops.aten.clamp.default)
 
@@ -83,7 +85,8 @@ class _Rewriter:
         self.graph = fx.Graph()
         self.env: dict[fx.Node, fx.Node] = {}
         self.codes: dict[fx.Node, tuple[fx.Node, float, int]] = {}  # old dequantize -> (new codes, s, z)
-        self.weights: dict[fx.Node, tuple[fx.Node, fx.Node]] = {}  # old per-channel dequantize -> (codes, scales)
+        # old per-channel dequantize -> (codes, scales, channel axis)
+        self.weights: dict[fx.Node, tuple[fx.Node, fx.Node, int]] = {}
         self.trainable: dict[str, str] = {}  # new parameter name -> old attribute target
         self.counter = 0
 
@@ -146,14 +149,15 @@ class _Rewriter:
         args = producer.args
         if producer.op == "call_function" and producer.target in _FUSED_ACTIVATIONS:
             return self.fused_activation(producer, scale, zero)
-        if _is(producer, torch.ops.aten.conv2d.default) and args[0] in self.codes and args[1] in self.weights \
-                and self.weights[args[1]][2] == 0:
+        if (_is(producer, torch.ops.aten.conv2d.default) or _is(producer, torch.ops.aten.conv_transpose2d.input)) \
+                and args[1] in self.weights and self.weights[args[1]][2] != _CHANNEL_AXIS[producer.target]:
+            raise NotImplementedError(f"{producer.name}: per-channel weights on axis {self.weights[args[1]][2]}")
+        if _is(producer, torch.ops.aten.conv2d.default) and args[0] in self.codes and args[1] in self.weights:
             x, sx, zx = self.codes[args[0]]
             w, ws, _ = self.weights[args[1]]
             rest = list(args[3:]) + [1, 0, 1, 1][len(args) - 3:]  # stride, padding, dilation, groups defaults
             return self.call(conv_codes, x, sx, zx, w, ws, self.trainable_bias(args), scale, zero, *rest)
-        if _is(producer, torch.ops.aten.conv_transpose2d.input) and args[0] in self.codes \
-                and args[1] in self.weights and self.weights[args[1]][2] == 1:
+        if _is(producer, torch.ops.aten.conv_transpose2d.input) and args[0] in self.codes and args[1] in self.weights:
             # stride, padding, output_padding, groups, dilation (defaults after the given ones)
             rest = list(args[3:]) + [1, 0, 0, 1, 1][len(args) - 3:]
             if rest[3] != 1:

@@ -19,11 +19,12 @@ _F32 = torch.float32
 
 def int8_zero_point(lo: int, hi: int) -> int:
     """The int8 zero point that holds the integer levels ``[lo, hi]`` (``code = level + zero point``): 0 when
-    they fit in [-128, 127] (every signed grid, unsigned ones up to 7 bits), else the shift that moves ``lo`` to
-    -128 (an unsigned 8-bit grid [0, 255] gets -128, RBD's sign-flipped [-127, 128] gets -1)."""
+    they fit in [-128, 127] (every signed grid, unsigned ones up to 7 bits), else the smallest shift that moves
+    them inside (an unsigned 8-bit grid [0, 255] gets -128, RBD's sign-flipped [-127, 128] gets -1, and so does
+    one channel's levels [1, 128])."""
     if hi - lo > QMAX - QMIN:
         raise ValueError(f"{hi - lo + 1} levels [{lo}, {hi}] do not fit in the 256 codes of int8")
-    return 0 if QMIN <= lo and hi <= QMAX else QMIN - lo
+    return QMAX - hi if hi > QMAX else QMIN - lo if lo < QMIN else 0
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
