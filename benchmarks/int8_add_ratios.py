@@ -14,6 +14,7 @@ from quantsr.checkpoints.load import load_model_and_info
 from quantsr.export.int8_program import static_int8_graph
 from quantsr.export.pipeline import calibration_inputs
 from quantsr.export.pt2e_quantizer import node_layer_name
+from quantsr.quant.int8_sim import ADD_RATIO_RANGE
 from quantsr.runtime.upscale import min_side_of
 
 
@@ -47,7 +48,7 @@ def main() -> None:
                                   min_side=min_side_of(model))
     for name, owner, out_scale, in_scales in add_scales(converted):
         ratios = [s / out_scale for s in in_scales]
-        bad = bool(ratios) and not 2**-10 <= max(ratios) < 2**8
+        bad = bool(ratios) and not ADD_RATIO_RANGE[0] <= max(ratios) < ADD_RATIO_RANGE[1]
         if bad or args.all:
             print(f"{name:<8} {owner:<22} out {out_scale:.3g}  in {', '.join(f'{s:.3g}' for s in in_scales)}  "
                   f"ratios {', '.join(f'{r:.3g}' for r in ratios)}{'  <- outside [2^-10, 2^8)' if bad else ''}")

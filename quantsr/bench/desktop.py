@@ -36,16 +36,9 @@ class Variant:
 def ideal_packed_bytes(model: nn.Module) -> int:
     """Weights at their bit-width (b-bit levels of quantized layers, 32 bits otherwise) plus 32-bit biases and
     quantizer scales: what a perfectly packed file would hold."""
-    from quantsr.quant.layers import QUANT_LAYERS
+    from quantsr.bench.pareto import model_ideal_bytes
 
-    bits = 0
-    quantized = {id(m.weight): m.w_bits for m in model.modules() if isinstance(m, QUANT_LAYERS)}
-    for name, p in model.named_parameters():
-        if "quantizer" in name:
-            bits += 32 * p.numel()
-        else:
-            bits += quantized.get(id(p), 32) * p.numel()
-    return (bits + 7) // 8
+    return model_ideal_bytes(model, rest_weight_bits=32)
 
 
 def _rss_mb() -> float:
@@ -157,23 +150,23 @@ def deploy_variants(checkpoint: str | Path, out_dir: str | Path, *, teacher: nn.
     # FP net (the baseline every low-bit model must beat), the QAT model's, and its fine-tuned program
     # (the teacher's PTQ with the library's recommended settings for its architecture, as benchmarks/pareto.py
     # scores it: SPAN gets one conv per concat branch)
-    statics = [("pte int8 PTQ", teacher, None)]
-    if info.recipe is not None:
-        statics.append(("pte QAT static int8", student, None))
+    statics = [("pte int8 PTQ", teacher, None, recommended_int8_config(info.model, scale))]
+    if info.recipe is not None:  # a QAT model keeps its learned qparams: no PTQ settings
+        statics.append(("pte QAT static int8", student, None, None))
         if program is not None:
-            statics.append(("pte QAT static int8 fine-tuned", student, program))
-    for name, model, program_file in statics:
+            statics.append(("pte QAT static int8 fine-tuned", student, program, None))
+    for name, model, program_file, ptq in statics:
         path = out_dir / (name.replace(" ", "_") + ".pte")
         if reuse and path.exists():
             progress(f"reuse {path}")
         else:
             progress(f"export {name}")
-            ptq = recommended_int8_config(info.model, scale) if model is teacher else None  # QAT: learned qparams
             converted = static_int8_graph(model, calib, min_side=min_side_of(model), ptq=ptq)
             if program_file is not None:
                 converted = load_program(program_file, converted)
             export_int8_program(converted, path, min_side=min_side_of(model))
-        ideal = model_ideal_bytes(model, 8) if model is teacher else ideal_packed_bytes(model)  # int8 weights
+        # a PTQ program stores every weight at 8 bits; a QAT one its learned bits (and fp32 where it kept fp32)
+        ideal = model_ideal_bytes(model, 8) if ptq is not None else ideal_packed_bytes(model)
         variants.append(Variant(name, PteModule(path), path, ideal))
     variants.extend(_onnx_variants(teacher, out_dir, calib, progress, reuse))
     if with_set5:

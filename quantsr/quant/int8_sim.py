@@ -9,11 +9,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["add_codes", "conv_codes", "conv_transpose_codes", "dequantize_codes", "dequantize_weight",
-           "int8_zero_point", "mean_codes", "mul_codes", "quantize_codes", "round_ste", "sigmoid_xnnpack",
-           "weight_codes"]
+__all__ = ["ADD_RATIO_RANGE", "add_codes", "conv_codes", "conv_transpose_codes", "dequantize_codes",
+           "dequantize_weight", "int8_zero_point", "mean_codes", "mul_codes", "quantize_codes", "round_ste",
+           "sigmoid_xnnpack", "weight_codes"]
 
 QMIN, QMAX = -128, 127
+ADD_RATIO_RANGE = (2.0**-10, 2.0**8)  # XNNPACK's qs8 add: the larger input/output scale ratio, [lo, hi)
 _F32 = torch.float32
 
 
@@ -65,13 +66,14 @@ def conv_codes(x: torch.Tensor, x_scale: float, x_zero: int, w: torch.Tensor, w_
                groups: int = 1) -> torch.Tensor:
     """XNNPACK's qs8 x qc8w convolution: int32 bias on the ``s_w s_x`` grid, exact accumulation (float32 sums of
     integers are exact below 2^24), float32 per-channel multiplier, round half to even."""
-    sw, sx, sy = w_scales.to(_F32), _f32(x_scale), _f32(y_scale)
     acc = F.conv2d(x.to(_F32) - x_zero, w.to(_F32), None, stride, padding, dilation, groups)
-    return _requantize(acc, bias, sx, sw, sy, y_zero)
+    return _requantize(acc, bias, x_scale, w_scales, y_scale, y_zero)
 
 
-def _requantize(acc: torch.Tensor, bias: torch.Tensor | None, sx: torch.Tensor, sw: torch.Tensor, sy: torch.Tensor,
-                y_zero: int) -> torch.Tensor:
+def _requantize(acc: torch.Tensor, bias: torch.Tensor | None, x_scale: float, w_scales: torch.Tensor,
+                y_scale: float, y_zero: int) -> torch.Tensor:
+    """A conv's int32 sums with its int32 bias, to output codes (per output channel, along dim 1)."""
+    sw, sx, sy = w_scales.to(_F32), _f32(x_scale), _f32(y_scale)
     if bias is not None:
         acc = acc + round_ste(bias.to(_F32) * (1.0 / (sw * sx)).to(_F32)).view(1, -1, 1, 1)
     multiplier = ((sx * sw).to(_F32) / sy).to(_F32).view(1, -1, 1, 1)
@@ -83,17 +85,16 @@ def conv_transpose_codes(x: torch.Tensor, x_scale: float, x_zero: int, w: torch.
                          output_padding=0, groups: int = 1, dilation=1) -> torch.Tensor:
     """XNNPACK's qs8 x qc8w deconvolution: the convolution's arithmetic (:func:`conv_codes`) on the transposed
     conv's sums; the weight's channels are its axis 1."""
-    sw, sx, sy = w_scales.to(_F32), _f32(x_scale), _f32(y_scale)
     acc = F.conv_transpose2d(x.to(_F32) - x_zero, w.to(_F32), None, stride, padding, output_padding, groups,
                              dilation)
-    return _requantize(acc, bias, sx, sw, sy, y_zero)
+    return _requantize(acc, bias, x_scale, w_scales, y_scale, y_zero)
 
 
 def _add_multipliers(a_scale: float, b_scale: float, y_scale: float) -> tuple[float, float, int, int, int]:
     sy = _f32(y_scale)
     ra, rb = float(_f32(a_scale) / sy), float(_f32(b_scale) / sy)
     largest = max(abs(ra), abs(rb))
-    if not 2.0**-10 <= largest < 2.0**8:
+    if not ADD_RATIO_RANGE[0] <= largest < ADD_RATIO_RANGE[1]:
         raise ValueError(f"XNNPACK's qs8 add takes scale ratios in [2^-10, 2^8), got {largest:g}")
     shift = 20 - (torch.frexp(torch.tensor(largest, dtype=torch.float64))[1].item() - 1)
     return ra, rb, round(ra * 2**shift), round(rb * 2**shift), shift
