@@ -29,7 +29,7 @@ from quantsr.export.int8_program import PROGRAM_FORMAT, load_program, save_progr
 from quantsr.export.pipeline import calibration_inputs
 from quantsr.export.pt2e_quantizer import recommended_int8_config
 from quantsr.qat.int8_finetune import Int8FinetuneRecipe, finetune_int8
-from quantsr.quant.int8_graph import integer_faithful
+from quantsr.quant.int8_graph import integer_faithful, write_back
 from quantsr.runtime.upscale import min_side_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,10 +48,14 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=None)
     parser.add_argument("--iterations", type=int, default=Int8FinetuneRecipe.iterations)
     parser.add_argument("--lr", type=float, default=Int8FinetuneRecipe.lr)
+    parser.add_argument("--scale-lr", type=float, default=Int8FinetuneRecipe.scale_lr,
+                        help="train the activation scales too, at this Adam lr of their factors (0: fixed)")
     parser.add_argument("--max-train-minutes", type=float, default=None)
     parser.add_argument("--out", default=None)
     parser.add_argument("--run-dir", default=None)
     parser.add_argument("--val-every", type=int, default=250)
+    parser.add_argument("--keep", choices=("best", "last"), default="best",
+                        help="save the state of best Set5 PSNR, or the last one (no choice made on a benchmark set)")
     parser.add_argument("--init-program", default=None, help="start from this program file's constants")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -76,12 +80,12 @@ def main() -> None:
         if old_format:  # its calibration numbers were not saved: take this machine's, and say so
             print(f"{args.init_program} is format 1: its constants now run on this machine's calibration", flush=True)
         converted = load_program(args.init_program, converted, rebase=old_format)
-    program = integer_faithful(converted)
+    program = integer_faithful(converted, learn_scales=args.scale_lr > 0)
     sets = ["Set5", "Set14"]
     before = psnr(program, info.scale, sets)
     print(f"static int8 program before fine-tuning: {before}", flush=True)
     teacher = model if info.recipe is None else load_model(model=info.model, scale=info.scale)
-    recipe = Int8FinetuneRecipe(iterations=args.iterations, lr=args.lr)
+    recipe = Int8FinetuneRecipe(iterations=args.iterations, lr=args.lr, scale_lr=args.scale_lr)
     root = default_data_root() / "train"
     data = PatchDataset([root / "T91", root / "BSD200"], info.scale, lr_patch=recipe.lr_patch,
                         batch_size=recipe.batch_size, seed=recipe.seed)
@@ -95,13 +99,14 @@ def main() -> None:
     history = finetune_int8(program, teacher, data, recipe, val_sets=[BenchmarkSet.from_name("Set5", info.scale)],
                             out_dir=run_dir, val_every=args.val_every,
                             max_train_seconds=args.max_train_minutes * 60 if args.max_train_minutes else None)
-    best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
+    best = torch.load(run_dir / f"{args.keep}.pt", map_location="cpu", weights_only=False)
     program.load_state_dict(best["model"])
-    after = psnr(program, info.scale, sets)
-    print(f"after fine-tuning (best Set5 at iteration {best['iteration']}): {after}", flush=True)
+    after = psnr(integer_faithful(write_back(program, converted)), info.scale, sets)  # the program as saved
+    print(f"after fine-tuning ({args.keep} state, iteration {best['iteration']}): {after}", flush=True)
     metadata = {
         "base_checkpoint": checkpoint.name, "base_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
-        "model": info.model, "scale": info.scale, "recipe": recipe.to_dict(), "best_iteration": best["iteration"],
+        "model": info.model, "scale": info.scale, "recipe": recipe.to_dict(), "kept": args.keep,
+        "best_iteration": best["iteration"],
         "iterations_run": len(history.losses), "train_seconds_total": round(history.data_seconds
                                                                              + history.step_seconds, 1),
         "cpu_seconds_this_run": round(time.process_time() - start_cpu, 1),

@@ -1,6 +1,8 @@
 """The size/quality frontier (issue 14): every public model in ../shared/weights at FP32 and as its int8 PTQ
 `.pte` (PT2E static int8, XNNPACK: the path a user of stock ExecuTorch takes, with the library's calibration), and
-every low-bit model as shipped (its static int8 `.pte`), on Set5, Set14, B100 (and any HR folder given with
+its int8 program fitted to the FP model where ``checkpoints/int8/<model>_x<scale>.pt`` holds one (the same graph,
+weights and activation scales trained integer-faithfully against the FP net), every low-bit model as shipped (its
+static int8 `.pte`), on Set5, Set14, B100 (and any HR folder given with
 ``--data``): PSNR/SSIM of the artifact itself, ideal stored bytes, real `.pte` and gzip bytes. Writes a JSON of
 points, a Markdown table (``*`` marks the frontier of each set) and one PNG plot per scale.
 
@@ -41,6 +43,8 @@ MAX_SIDE = 400  # the largest LR side of Set5/Set14/B100 at x2 is 360: every ima
 # committed checkpoints/<name>.pt, with their fine-tuned *_int8.pt programs where they exist
 LOW_BIT = ("imdn_x4_w4a4", "imdn_x4_w2a2", "span_x4_w4a8", "span_x4_w2a8", "imdn_x2_w4a8")
 COREML_SIZES = ROOT / "benchmarks" / "results" / "coreml_sizes.json"
+# int8 programs of public models fitted to their FP model (benchmarks/int8_finetune.py), <model>_x<scale>.pt
+FITTED_INT8 = ROOT / "checkpoints" / "int8"
 
 
 def with_coreml_size(point: ParetoPoint, sizes: dict[str, int]) -> ParetoPoint:
@@ -69,12 +73,20 @@ def fp32_point(name: str, fp: torch.nn.Module, scale: int, sets) -> ParetoPoint:
 
 
 def int8_point(name: str, fp: torch.nn.Module, scale: int, config: Int8PTQConfig, sets, out_dir: Path,
-               calibration_batches: int) -> ParetoPoint:
+               calibration_batches: int, program: Path | None = None) -> ParetoPoint:
+    """The int8 PTQ ``.pte`` of a public model; with ``program``, the same graph with that program file's fitted
+    constants and activation scales (benchmarks/int8_finetune.py on the FP model)."""
     calib = calibration_inputs(scale, 64, calibration_batches)
     converted = static_int8_graph(fp, calib, ptq=config, max_side=MAX_SIDE, min_side=min_side_of(fp))
+    label, suffix, note = f"{name} int8", "", "checked code for code against its integer-faithful model"
+    if program is not None:
+        converted = load_program(program, converted)
+        meta = torch.load(program, map_location="cpu", weights_only=False)["metadata"]
+        label, suffix = f"{name} int8 fitted", "_fitted"
+        note = (f"int8 PTQ fitted to the FP model ({meta['iterations_run']} iterations, "
+                f"{meta['train_seconds_all_stages'] / 60:.0f} min, {program.name}); {note}")
     eager, _ = scores(converted, sets, scale, ssim=False)
-    path = out_dir / f"{name}_x{scale}_int8.pte"
-    note = "checked code for code against its integer-faithful model"
+    path = out_dir / f"{name}_x{scale}_int8{suffix}.pte"
     try:
         try:
             export_int8_program(converted, path, max_side=MAX_SIDE, min_side=min_side_of(fp))
@@ -85,7 +97,7 @@ def int8_point(name: str, fp: torch.nn.Module, scale: int, config: Int8PTQConfig
         pte_bytes, gz = path.stat().st_size, gzip_bytes(path)
     except RuntimeError as e:  # XNNPACK refused the program: only the eager PT2E graph has a score
         note, psnr, ssim, pte_bytes, gz = f"no working .pte: {_first_line(e, 200)}", {}, {}, None, None
-    return ParetoPoint(f"{name} int8", "int8", name, scale, model_ideal_bytes(fp, 8), psnr, ssim, eager,
+    return ParetoPoint(label, "int8", name, scale, model_ideal_bytes(fp, 8), psnr, ssim, eager,
                        pte_bytes, gz, note=note)
 
 
@@ -182,6 +194,10 @@ def main() -> None:
             config = Int8PTQConfig() if args.int8 == "stock" else recommended_int8_config(ckpt.model, scale)
             keep(f"{ckpt.model} x{scale} int8 {config}", int8_point, ckpt.model, fp, scale, config, sets, out_dir,
                  args.calibration_batches)
+            program = FITTED_INT8 / f"{ckpt.model}_x{scale}.pt"
+            if program.is_file() and args.int8 == "recommended":  # fitted on the recommended graph
+                keep(f"{ckpt.model} x{scale} int8 fitted {config}", int8_point, ckpt.model, fp, scale, config, sets,
+                     out_dir, args.calibration_batches, program)
     for name in args.low_bit:
         keep(f"{name} low-bit", low_bit_point, name, sets_for, out_dir)
     save(points)

@@ -105,6 +105,42 @@ def test_training_the_integer_faithful_model_trains_the_program(converted, tmp_p
         load_program(tmp_path / "old_int8.pt", converted)
 
 
+def test_learned_activation_scales_train_and_reach_the_pte(converted, tmp_path):
+    """``learn_scales``: every int8 activation scale a parameter (a concat's inputs and output tied as one), the
+    same codes as the fixed program before training; trained scales are written back into the graph, whose .pte
+    computes the trained model code for code, and the program file restores them."""
+    from quantsr.qat.int8_finetune import Int8FinetuneRecipe, finetune_int8
+
+    model = integer_faithful(converted, learn_scales=True).train()
+    qparams = {(float(n.args[1]), int(n.args[2])) for n in converted.graph.nodes
+               if "quantize_per_tensor" in str(n.target)}
+    assert 0 < len(model.trainable_scales) == len(qparams)
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert torch.equal(model(x), integer_faithful(converted)(x))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-2)
+    target = F.interpolate(x, scale_factor=2, mode="nearest")
+    for _ in range(3):
+        loss = F.l1_loss(model(x), target)
+        optimizer.zero_grad()
+        loss.backward()
+        assert all(getattr(model, name).grad is not None for name in model.trainable_scales)
+        optimizer.step()
+    trained = write_back(model, converted)
+    scales = {(float(n.args[1]), int(n.args[2])) for n in trained.graph.nodes if "quantize_per_tensor" in str(n.target)}
+    assert len(scales) == len(qparams) and not scales & qparams  # every scale moved, ties kept
+    with torch.no_grad():
+        assert torch.equal(integer_faithful(trained).eval()(x), model.eval()(x))
+    result = export_int8_program(trained, tmp_path / "scales.pte", max_side=32, check_inputs=_inputs(5))
+    assert result["identical_fraction"] == 1.0 and result["max_levels"] == 0
+    save_program(model, converted, tmp_path / "scales_int8.pt", {"note": "test"})
+    loaded = integer_faithful(load_program(tmp_path / "scales_int8.pt", converted)).eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    with pytest.raises(ValueError, match="scale_lr"):  # a recipe that would leave the scales untrained
+        finetune_int8(model, None, [], Int8FinetuneRecipe(iterations=1))
+
+
 class MiniDeconv(nn.Module):
     """FSRCNN's tail: a strided transposed conv (per-channel weights on axis 1) after PReLU features."""
 

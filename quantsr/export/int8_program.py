@@ -128,8 +128,9 @@ def save_program(program: fx.GraphModule, converted: fx.GraphModule, path: str |
     trained = write_back(program, converted)
     targets = set(program.trainable_targets.values())
     constants = {target: get_constant(trained, target).detach().clone() for target in targets}
-    payload = {"format": PROGRAM_FORMAT, "kind": "int8-program", "signature": program_signature(program),
-               "constants": constants, "numeric_args": _numeric_args(converted),
+    # the signature and numbers of the program as trained (its activation scales, if it learned them)
+    payload = {"format": PROGRAM_FORMAT, "kind": "int8-program", "signature": program_signature(
+               integer_faithful(trained)), "constants": constants, "numeric_args": _numeric_args(trained),
                "fixed": _fixed_tensors(converted, targets), "metadata": metadata}
     return save_atomic(payload, path)
 

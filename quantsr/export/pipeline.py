@@ -46,13 +46,15 @@ def calibration_inputs(scale: int, side: int, batches: int = 8) -> list[torch.Te
 
 
 def _static_int8_program(model: nn.Module, scale: int, program: str | Path | None, max_side: int,
-                         stage: Callable[[str], None]):
-    """The static all-int8 graph of ``model`` (with a fine-tuned program file's arithmetic and constants)."""
+                         stage: Callable[[str], None], ptq=None):
+    """The static all-int8 graph of ``model`` (with a fine-tuned program file's arithmetic and constants);
+    ``ptq``: the int8 PTQ config of an FP model."""
     from quantsr.export.int8_program import load_program, static_int8_graph
     from quantsr.runtime.upscale import min_side_of
 
     stage("PT2E static int8 graph (calibrate)")
-    converted = static_int8_graph(model, calibration_inputs(scale, 64), max_side=max_side, min_side=min_side_of(model))
+    converted = static_int8_graph(model, calibration_inputs(scale, 64), max_side=max_side, min_side=min_side_of(model),
+                                  ptq=ptq)
     return converted if program is None else load_program(program, converted)
 
 
@@ -105,7 +107,10 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, formats: t
     if quant == "static-int8":
         if tile and "pte" in formats:
             raise ValueError("static-int8 exports have dynamic H/W; leave --tile out")
-        converted = _static_int8_program(model, scale, program, max_side, stage)
+        from quantsr.export.pt2e_quantizer import recommended_int8_config
+
+        ptq = recommended_int8_config(info.model, scale) if info.recipe is None else None  # as the benchmarks do
+        converted = _static_int8_program(model, scale, program, max_side, stage, ptq)
     cards = []
     for fmt in formats:
         if fmt not in FORMATS:

@@ -11,9 +11,10 @@ graph's own fp32 op between a dequantize and a quantize, as in the reference gra
 Codes are float tensors holding integers, so the rewritten graph is differentiable: every rounding passes its
 gradient straight through, clamps mask it. Weights and biases become parameters; the weights are fake-quantized
 per channel at their fixed scales, within the level range their dequantize's ``LEVEL_RANGE_KEY`` meta states
-(4-bit RBD: [-7, 8]; else the graph's own). Every activation scale and zero point stays fixed, so fine-tuning the
+(4-bit RBD: [-7, 8]; else the graph's own). Activation scales and zero points stay fixed, so fine-tuning the
 rewritten graph trains exactly the int8 program the ``.pte`` runs, and :func:`write_back` puts the trained values
-into the converted graph for lowering."""
+into the converted graph for lowering. With ``learn_scales`` the activation scales train too (zero points stay):
+the program trained is then the one ``write_back`` returns, whose fixed-scale rewrite the ``.pte`` runs."""
 from __future__ import annotations
 
 import copy
@@ -25,6 +26,7 @@ import torch
 from torch import fx, nn
 
 from quantsr.quant.int8_sim import (
+    activation_bound_code,
     add_codes,
     conv_codes,
     conv_transpose_codes,
@@ -37,10 +39,12 @@ from quantsr.quant.int8_sim import (
     weight_codes,
 )
 
-__all__ = ["LEVEL_RANGE_KEY", "get_constant", "integer_faithful", "program_signature", "set_constant", "write_back"]
+__all__ = ["LEVEL_RANGE_KEY", "SCALE_PREFIX", "get_constant", "integer_faithful", "program_signature", "set_constant",
+           "write_back"]
 
 _F32 = torch.float32
 QMIN, QMAX = -128, 127
+SCALE_PREFIX = "act_scale_factor"  # the trainable activation scales of ``integer_faithful(..., learn_scales=True)``
 LEVEL_RANGE_KEY = "quantsr_level_range"  # node meta of a weight's dequantize: its trained (min, max) code
 # the weight axis of a layer's output channels, where its per-channel scales must lie
 _CHANNEL_AXIS = {torch.ops.aten.conv2d.default: 0, torch.ops.aten.conv_transpose2d.input: 1}
@@ -78,9 +82,25 @@ def _qparams(node: fx.Node) -> tuple[float, int]:
     return float(node.args[1]), int(node.args[2])
 
 
+def _scale_groups(converted: fx.GraphModule) -> dict[tuple[float, int], list[str]]:
+    """The activation qparams of ``converted`` that may be trained, each with the quantize/dequantize nodes that
+    carry it. Nodes with equal (scale, zero point) share one: PT2E gives tensors that must agree (a concat's
+    inputs and output) one shared observer, and two independent observers never land on the same float. A
+    qparam any of whose nodes has a narrower level range than int8 (a QAT model's learned low-bit step) stays."""
+    groups: dict[tuple[float, int], list[fx.Node]] = {}
+    for node in converted.graph.nodes:
+        if _is(node, _qd().quantize_per_tensor.default) or _is(node, _qd().dequantize_per_tensor.default):
+            groups.setdefault(_qparams(node), []).append(node)
+    return {key: [n.name for n in nodes] for key, nodes in groups.items()
+            if all((int(n.args[3]), int(n.args[4])) == (QMIN, QMAX) for n in nodes)}
+
+
 class _Rewriter:
-    def __init__(self, converted: fx.GraphModule) -> None:
+    def __init__(self, converted: fx.GraphModule, learn_scales: bool = False) -> None:
         self.old = converted
+        self.learned = _scale_groups(converted) if learn_scales else {}
+        self.scale_nodes: dict[tuple[float, int], fx.Node] = {}
+        self.scale_params: dict[str, list[str]] = {}  # parameter name -> the converted graph's nodes it sets
         self.root = nn.Module()
         self.graph = fx.Graph()
         self.env: dict[fx.Node, fx.Node] = {}
@@ -105,6 +125,22 @@ class _Rewriter:
 
     def call(self, fn, *args) -> fx.Node:
         return self.graph.call_function(fn, tuple(args))
+
+    def scale(self, node: fx.Node) -> tuple[float | fx.Node, int]:
+        """A quantize/dequantize node's (scale, zero point): the scale a float, or, when it is trained, the
+        graph node computing it (one per shared qparam)."""
+        key = _qparams(node)
+        if key not in self.learned:
+            return key
+        if key not in self.scale_nodes:
+            name = f"{SCALE_PREFIX}{len(self.scale_params)}"
+            # scale = calibrated scale x a trained factor (from 1: the calibrated program exactly; Adam's steps
+            # on it are relative, whatever the tensor's range)
+            self.root.register_parameter(name, nn.Parameter(torch.ones((), dtype=_F32)))
+            self.scale_params[name] = self.learned[key]
+            base = self.attr(torch.tensor(key[0], dtype=_F32), "calibrated_scale")
+            self.scale_nodes[key] = self.call(torch.mul, base, self.graph.get_attr(name))
+        return self.scale_nodes[key], key[1]
 
     def rewrite_weight(self, node: fx.Node) -> None:
         w_attr, s_attr, _z, axis, qmin, qmax = node.args[:6]
@@ -140,8 +176,12 @@ class _Rewriter:
         codes = self.kernel(inner, scale, zero)
         if codes is None:
             return None
-        lo, hi = (QMIN if v is None else int(min(max(torch.round(_f32(v) / _f32(scale) + zero), QMIN), QMAX))
-                  for v in bounds[:2])
+        if isinstance(scale, fx.Node):  # a trained scale moves the bounds' codes
+            lo, hi = (QMIN if v is None else self.call(activation_bound_code, float(v), scale, zero)
+                      for v in bounds[:2])
+        else:
+            lo, hi = (QMIN if v is None else int(min(max(torch.round(_f32(v) / _f32(scale) + zero), QMIN), QMAX))
+                      for v in bounds[:2])
         return self.call(torch.clamp, codes, lo, QMAX if bounds[1] is None else hi)
 
     def kernel(self, producer: fx.Node, scale: float, zero: int) -> fx.Node | None:
@@ -189,12 +229,12 @@ class _Rewriter:
             elif _is(node, qd.dequantize_per_channel.default):
                 self.rewrite_weight(node)
             elif _is(node, qd.dequantize_per_tensor.default):
-                scale, zero = _qparams(node)
+                scale, zero = self.scale(node)
                 codes = self.env[node.args[0]]
                 self.codes[node] = (codes, scale, zero)
                 self.env[node] = self.call(dequantize_codes, codes, scale, zero)
             elif _is(node, qd.quantize_per_tensor.default):
-                scale, zero = _qparams(node)
+                scale, zero = self.scale(node)
                 producer = node.args[0]
                 new = self.kernel(producer, scale, zero) if isinstance(producer, fx.Node) else None
                 if new is None:
@@ -220,18 +260,31 @@ class _Rewriter:
         self.graph.eliminate_dead_code()
         module = fx.GraphModule(self.root, self.graph)
         module.trainable_targets = dict(self.trainable)  # parameter name -> attribute of the converted graph
+        module.trainable_scales = dict(self.scale_params)  # parameter name -> quantize/dequantize node names
         return module
 
 
-def integer_faithful(converted: fx.GraphModule) -> fx.GraphModule:
-    """The integer-faithful, trainable form of a ``convert_pt2e`` graph (static int8, per-channel weights)."""
-    return _Rewriter(converted).run()
+def integer_faithful(converted: fx.GraphModule, learn_scales: bool = False) -> fx.GraphModule:
+    """The integer-faithful, trainable form of a ``convert_pt2e`` graph (static int8, per-channel weights).
+    ``learn_scales``: the activation scales train too (each shared qparam one factor ``act_scale_factor*`` on its
+    calibrated scale; zero points fixed), with straight-through gradients as LSQ trains a step."""
+    return _Rewriter(converted, learn_scales).run()
 
 
 def write_back(model: fx.GraphModule, converted: fx.GraphModule) -> fx.GraphModule:
     """A copy of ``converted`` holding ``model``'s trained weights (re-quantized at their fixed scales, in the
-    bit range they were trained in) and biases, ready to export and lower."""
+    bit range they were trained in), biases and activation scales (if it trained them), ready to export and
+    lower."""
     out = copy.deepcopy(converted)
+    scale_of = {}
+    for node in model.graph.nodes:  # each trained scale: calibrated scale (a buffer) x factor (the parameter)
+        if node.op == "call_function" and node.target is torch.mul and node.args[1].target in model.trainable_scales:
+            value = float(getattr(model, node.args[0].target) * getattr(model, node.args[1].target).detach())
+            scale_of.update(dict.fromkeys(model.trainable_scales[node.args[1].target], value))
+    for node in out.graph.nodes:
+        if node.name in scale_of:
+            node.args = (node.args[0], scale_of[node.name], *node.args[2:])
+    out.recompile()
     codes_of = {n.args[0].target: n.args for n in model.graph.nodes
                 if n.op == "call_function" and n.target is weight_codes}
     for name, target in model.trainable_targets.items():

@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ADD_RATIO_RANGE", "add_codes", "conv_codes", "conv_transpose_codes", "dequantize_codes",
-           "dequantize_weight", "int8_zero_point", "mean_codes", "mul_codes", "quantize_codes", "round_ste",
-           "sigmoid_xnnpack", "weight_codes"]
+__all__ = ["ADD_RATIO_RANGE", "Scale", "activation_bound_code", "add_codes", "conv_codes", "conv_transpose_codes",
+           "dequantize_codes", "dequantize_weight", "int8_zero_point", "mean_codes", "mul_codes", "quantize_codes",
+           "round_ste", "sigmoid_xnnpack", "weight_codes"]
 
 QMIN, QMAX = -128, 127
 ADD_RATIO_RANGE = (2.0**-10, 2.0**8)  # XNNPACK's qs8 add: the larger input/output scale ratio, [lo, hi)
@@ -33,17 +33,30 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
-def _f32(value: float) -> torch.Tensor:
-    return torch.tensor(value, dtype=_F32)
+Scale = float | torch.Tensor  # an activation scale: fixed (a float) or a trainable 0-d tensor
 
 
-def quantize_codes(x: torch.Tensor, scale: float, zero: int, qmin: int = QMIN, qmax: int = QMAX) -> torch.Tensor:
+def _f32(value: Scale) -> torch.Tensor:
+    return value.to(_F32) if isinstance(value, torch.Tensor) else torch.tensor(value, dtype=_F32)
+
+
+def _float(value: Scale) -> float:
+    return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+
+
+def activation_bound_code(value: float, scale: Scale, zero: int) -> torch.Tensor:
+    """The code of a fused activation's bound (a ReLU's 0, a clamp's 1) at an output scale, as XNNPACK computes
+    it: ``clamp(rne(v / s + z))``; a tensor so that a trainable scale moves it."""
+    return torch.clamp(torch.round(_f32(value) / _f32(scale).detach() + zero), QMIN, QMAX)
+
+
+def quantize_codes(x: torch.Tensor, scale: Scale, zero: int, qmin: int = QMIN, qmax: int = QMAX) -> torch.Tensor:
     """XNNPACK's f32 -> qs8 convert (= quantize_per_tensor): ``clamp(rne(x * fl(1/s)) + z)``."""
     inverse = (1.0 / _f32(scale)).to(_F32)
     return torch.clamp(round_ste(x.to(_F32) * inverse) + zero, qmin, qmax)
 
 
-def dequantize_codes(codes: torch.Tensor, scale: float, zero: int) -> torch.Tensor:
+def dequantize_codes(codes: torch.Tensor, scale: Scale, zero: int) -> torch.Tensor:
     return (codes.to(_F32) - zero) * _f32(scale)
 
 
@@ -61,8 +74,8 @@ def dequantize_weight(codes: torch.Tensor, scales: torch.Tensor, axis: int = 0) 
     return codes * scales.to(_F32).view(_channel_shape(codes.dim(), axis))
 
 
-def conv_codes(x: torch.Tensor, x_scale: float, x_zero: int, w: torch.Tensor, w_scales: torch.Tensor,
-               bias: torch.Tensor | None, y_scale: float, y_zero: int, stride=1, padding=0, dilation=1,
+def conv_codes(x: torch.Tensor, x_scale: Scale, x_zero: int, w: torch.Tensor, w_scales: torch.Tensor,
+               bias: torch.Tensor | None, y_scale: Scale, y_zero: int, stride=1, padding=0, dilation=1,
                groups: int = 1) -> torch.Tensor:
     """XNNPACK's qs8 x qc8w convolution: int32 bias on the ``s_w s_x`` grid, exact accumulation (float32 sums of
     integers are exact below 2^24), float32 per-channel multiplier, round half to even."""
@@ -70,8 +83,8 @@ def conv_codes(x: torch.Tensor, x_scale: float, x_zero: int, w: torch.Tensor, w_
     return _requantize(acc, bias, x_scale, w_scales, y_scale, y_zero)
 
 
-def _requantize(acc: torch.Tensor, bias: torch.Tensor | None, x_scale: float, w_scales: torch.Tensor,
-                y_scale: float, y_zero: int) -> torch.Tensor:
+def _requantize(acc: torch.Tensor, bias: torch.Tensor | None, x_scale: Scale, w_scales: torch.Tensor,
+                y_scale: Scale, y_zero: int) -> torch.Tensor:
     """A conv's int32 sums with its int32 bias, to output codes (per output channel, along dim 1)."""
     sw, sx, sy = w_scales.to(_F32), _f32(x_scale), _f32(y_scale)
     if bias is not None:
@@ -80,8 +93,8 @@ def _requantize(acc: torch.Tensor, bias: torch.Tensor | None, x_scale: float, w_
     return torch.clamp(round_ste(acc * multiplier) + y_zero, QMIN, QMAX)
 
 
-def conv_transpose_codes(x: torch.Tensor, x_scale: float, x_zero: int, w: torch.Tensor, w_scales: torch.Tensor,
-                         bias: torch.Tensor | None, y_scale: float, y_zero: int, stride=1, padding=0,
+def conv_transpose_codes(x: torch.Tensor, x_scale: Scale, x_zero: int, w: torch.Tensor, w_scales: torch.Tensor,
+                         bias: torch.Tensor | None, y_scale: Scale, y_zero: int, stride=1, padding=0,
                          output_padding=0, groups: int = 1, dilation=1) -> torch.Tensor:
     """XNNPACK's qs8 x qc8w deconvolution: the convolution's arithmetic (:func:`conv_codes`) on the transposed
     conv's sums; the weight's channels are its axis 1."""
@@ -90,9 +103,9 @@ def conv_transpose_codes(x: torch.Tensor, x_scale: float, x_zero: int, w: torch.
     return _requantize(acc, bias, x_scale, w_scales, y_scale, y_zero)
 
 
-def _add_multipliers(a_scale: float, b_scale: float, y_scale: float) -> tuple[float, float, int, int, int]:
-    sy = _f32(y_scale)
-    ra, rb = float(_f32(a_scale) / sy), float(_f32(b_scale) / sy)
+def _add_multipliers(a_scale: Scale, b_scale: Scale, y_scale: Scale) -> tuple[float, float, int, int, int]:
+    sy = _f32(_float(y_scale))
+    ra, rb = float(_f32(_float(a_scale)) / sy), float(_f32(_float(b_scale)) / sy)
     largest = max(abs(ra), abs(rb))
     if not ADD_RATIO_RANGE[0] <= largest < ADD_RATIO_RANGE[1]:
         raise ValueError(f"XNNPACK's qs8 add takes scale ratios in [2^-10, 2^8), got {largest:g}")
@@ -100,25 +113,25 @@ def _add_multipliers(a_scale: float, b_scale: float, y_scale: float) -> tuple[fl
     return ra, rb, round(ra * 2**shift), round(rb * 2**shift), shift
 
 
-def add_codes(a: torch.Tensor, a_scale: float, a_zero: int, b: torch.Tensor, b_scale: float, b_zero: int,
-              y_scale: float, y_zero: int) -> torch.Tensor:
+def add_codes(a: torch.Tensor, a_scale: Scale, a_zero: int, b: torch.Tensor, b_scale: Scale, b_zero: int,
+              y_scale: Scale, y_zero: int) -> torch.Tensor:
     """XNNPACK's qs8 add, fixed point: 21-bit multipliers, an arithmetic shift (ties round up), then clamped."""
-    ra, rb, ma, mb, shift = _add_multipliers(a_scale, b_scale, y_scale)
+    _, _, ma, mb, shift = _add_multipliers(a_scale, b_scale, y_scale)
     a, b = a.to(_F32) - a_zero, b.to(_F32) - b_zero
     exact = (ma * a.detach().long() + mb * b.detach().long() + (1 << (shift - 1))) >> shift
-    smooth = ra * a + rb * b
+    smooth = _f32(a_scale) / _f32(y_scale) * a + _f32(b_scale) / _f32(y_scale) * b  # carries the scales' gradients
     return torch.clamp(smooth + (exact.to(_F32) - smooth).detach() + y_zero, QMIN, QMAX)
 
 
-def mul_codes(a: torch.Tensor, a_scale: float, a_zero: int, b: torch.Tensor, b_scale: float, b_zero: int,
-              y_scale: float, y_zero: int) -> torch.Tensor:
+def mul_codes(a: torch.Tensor, a_scale: Scale, a_zero: int, b: torch.Tensor, b_scale: Scale, b_zero: int,
+              y_scale: Scale, y_zero: int) -> torch.Tensor:
     """XNNPACK's qs8 multiply on x86: float32 multiplier ``fl(fl(s_a s_b) / s_y)``, round half to even."""
     multiplier = ((_f32(a_scale) * _f32(b_scale)).to(_F32) / _f32(y_scale)).to(_F32)
     product = (a.to(_F32) - a_zero) * (b.to(_F32) - b_zero)
     return torch.clamp(round_ste(product * multiplier) + y_zero, QMIN, QMAX)
 
 
-def mean_codes(x: torch.Tensor, x_scale: float, x_zero: int, y_scale: float, y_zero: int) -> torch.Tensor:
+def mean_codes(x: torch.Tensor, x_scale: Scale, x_zero: int, y_scale: Scale, y_zero: int) -> torch.Tensor:
     """XNNPACK's qs8 global average pooling: the exact sum of raw codes, ``m = fl(fl(s_x/s_y) fl(1/N))``,
     ``z' = fl(z_y - fl(N z_x) m)``, ``rne(fl(fl(S) m) + z')``."""
     n = x.shape[-1] * x.shape[-2]
