@@ -1,9 +1,14 @@
 """Fine-tune the static all-int8 program of a QAT checkpoint with its integer-faithful forward (issue 13), and
-write the program file the embedded ``.pte`` is built from.
+write the program file the embedded ``.pte`` is built from; or fit the int8 PTQ program of a public FP model to the
+model itself, its activation scales too (``--scale-lr``, FP models only; issue 14).
 
     .venv/bin/python benchmarks/int8_finetune.py checkpoints/imdn_x4_w4a4.pt [--iterations 1500]
         [--max-train-minutes 40] [--out checkpoints/imdn_x4_w4a4_int8.pt] [--run-dir runs/int8_imdn_x4_w4a4]
         [--init-program checkpoints/imdn_x4_w4a4_int8.pt]
+    .venv/bin/python benchmarks/int8_finetune.py ../shared/weights/rlfn_ntire2022_x4.pth --model rlfn --scale 4
+        --iterations 250 --lr 2e-4 --scale-lr 5e-3 --keep last --out checkpoints/int8/rlfn_x4.pt
+
+``--keep last`` saves the last state (the schedule's end); the default keeps the state of best Set5 PSNR.
 
 ``--init-program`` continues from the constants of an earlier program file of the same graph (a further stage of
 training with its own run dir); the new file's metadata then adds the earlier stages' budget to its own.
@@ -67,6 +72,9 @@ def main() -> None:
     if args.iterations == 0 and not args.init_program:
         parser.error("--iterations 0 re-saves an --init-program: give one")
     model, info = load_model_and_info(checkpoint, model=args.model, scale=args.scale)
+    if args.scale_lr and info.recipe is not None:
+        parser.error("--scale-lr trains the activation scales of an FP model's int8 program; a QAT model's learned "
+                     "steps are its b-bit grids: leave it out")
     # an FP model: its int8 PTQ program, fitted to the FP model itself (calibration by distillation)
     ptq = recommended_int8_config(info.model, info.scale) if info.recipe is None else None
     converted = static_int8_graph(model, calibration_inputs(info.scale, 64), min_side=min_side_of(model), ptq=ptq)

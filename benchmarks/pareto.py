@@ -1,8 +1,8 @@
 """The size/quality frontier (issue 14): every public model in ../shared/weights at FP32 and as its int8 PTQ
 `.pte` (PT2E static int8, XNNPACK: the path a user of stock ExecuTorch takes, with the library's calibration), and
 its int8 program fitted to the FP model where ``checkpoints/int8/<model>_x<scale>.pt`` holds one (the same graph,
-weights and activation scales trained integer-faithfully against the FP net), every low-bit model as shipped (its
-static int8 `.pte`), on Set5, Set14, B100 (and any HR folder given with
+its weights, and its activation scales if the fit trained them, trained integer-faithfully against the FP net),
+every low-bit model as shipped (its static int8 `.pte`), on Set5, Set14, B100 (and any HR folder given with
 ``--data``): PSNR/SSIM of the artifact itself, ideal stored bytes, real `.pte` and gzip bytes. Writes a JSON of
 points, a Markdown table (``*`` marks the frontier of each set) and one PNG plot per scale.
 
@@ -17,6 +17,7 @@ int8 programs are checked code for code against their integer-faithful model whe
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 import warnings
@@ -83,8 +84,10 @@ def int8_point(name: str, fp: torch.nn.Module, scale: int, config: Int8PTQConfig
         converted = load_program(program, converted)
         meta = torch.load(program, map_location="cpu", weights_only=False)["metadata"]
         label, suffix = f"{name} int8 fitted", "_fitted"
-        note = (f"int8 PTQ fitted to the FP model ({meta['iterations_run']} iterations, "
-                f"{meta['train_seconds_all_stages'] / 60:.0f} min, {program.name}); {note}")
+        scales = "weights and activation scales" if meta["recipe"].get("scale_lr") else "weights"
+        note = (f"int8 PTQ program, {scales} fitted to the FP model ({meta.get('kept', 'best')} state: iteration "
+                f"{meta['best_iteration']}, {meta['train_seconds_all_stages'] / 60:.1f} training min in all, "
+                f"{program.name}); {note}")
     eager, _ = scores(converted, sets, scale, ssim=False)
     path = out_dir / f"{name}_x{scale}_int8{suffix}.pte"
     try:
@@ -177,8 +180,11 @@ def main() -> None:
         save(points)
 
     def with_unvisited(points: dict[str, dict]) -> dict[str, dict]:
-        # with --reuse, the points this run did not visit (other --only / --scales) stay in the file
-        return {**{k: v for k, v in cached.items() if k not in points}, **points}
+        # with --reuse, the points this run did not visit (other --only / --scales) stay in the file; a fitted
+        # program's old points go once its model is visited (a program refitted or removed since)
+        visited = {(p["model"], p["scale"]) for p in points.values()}
+        return {**{k: v for k, v in cached.items() if k not in points
+                   and not (" int8 fitted " in k and (v["model"], v["scale"]) in visited)}, **points}
 
     def save(points: dict[str, dict]) -> None:
         write_text_atomic(json.dumps({"sets": names, "points": list(with_unvisited(points).values()),
@@ -196,8 +202,9 @@ def main() -> None:
                  args.calibration_batches)
             program = FITTED_INT8 / f"{ckpt.model}_x{scale}.pt"
             if program.is_file() and args.int8 == "recommended":  # fitted on the recommended graph
-                keep(f"{ckpt.model} x{scale} int8 fitted {config}", int8_point, ckpt.model, fp, scale, config, sets,
-                     out_dir, args.calibration_batches, program)
+                digest = hashlib.sha256(program.read_bytes()).hexdigest()[:12]  # a refitted file is a new point
+                keep(f"{ckpt.model} x{scale} int8 fitted {digest} {config}", int8_point, ckpt.model, fp, scale,
+                     config, sets, out_dir, args.calibration_batches, program)
     for name in args.low_bit:
         keep(f"{name} low-bit", low_bit_point, name, sets_for, out_dir)
     save(points)

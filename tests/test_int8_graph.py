@@ -15,7 +15,7 @@ from quantsr.export.int8_program import (
     save_program,
     static_int8_graph,
 )
-from quantsr.quant.int8_graph import integer_faithful, write_back
+from quantsr.quant.int8_graph import MIN_SCALE_FACTOR, integer_faithful, write_back
 from quantsr.runtime.pte import PteModule
 
 
@@ -139,6 +139,15 @@ def test_learned_activation_scales_train_and_reach_the_pte(converted, tmp_path):
         assert torch.equal(loaded(x), model(x))
     with pytest.raises(ValueError, match="scale_lr"):  # a recipe that would leave the scales untrained
         finetune_int8(model, None, [], Int8FinetuneRecipe(iterations=1))
+    name = next(iter(model.trainable_scales))  # a factor trained through zero: the scale stays positive
+    with torch.no_grad():
+        getattr(model, name).fill_(-3.0)
+    node = next(n for n in model.graph.nodes if n.op == "get_attr" and n.target == name)
+    calibrated = float(getattr(model, next(iter(node.users)).args[0].target))
+    written = write_back(model, converted)
+    nodes = set(model.trainable_scales[name])
+    assert {float(n.args[1]) for n in written.graph.nodes if n.name in nodes} == {
+        float(torch.tensor(calibrated) * torch.tensor(MIN_SCALE_FACTOR))}
 
 
 class MiniDeconv(nn.Module):

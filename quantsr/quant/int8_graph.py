@@ -39,8 +39,8 @@ from quantsr.quant.int8_sim import (
     weight_codes,
 )
 
-__all__ = ["LEVEL_RANGE_KEY", "SCALE_PREFIX", "get_constant", "integer_faithful", "program_signature", "set_constant",
-           "write_back"]
+__all__ = ["LEVEL_RANGE_KEY", "MIN_SCALE_FACTOR", "SCALE_PREFIX", "get_constant", "integer_faithful",
+           "program_signature", "set_constant", "trained_scale", "write_back"]
 
 _F32 = torch.float32
 QMIN, QMAX = -128, 127
@@ -83,16 +83,23 @@ def _qparams(node: fx.Node) -> tuple[float, int]:
 
 
 def _scale_groups(converted: fx.GraphModule) -> dict[tuple[float, int], list[str]]:
-    """The activation qparams of ``converted`` that may be trained, each with the quantize/dequantize nodes that
-    carry it. Nodes with equal (scale, zero point) share one: PT2E gives tensors that must agree (a concat's
-    inputs and output) one shared observer, and two independent observers never land on the same float. A
-    qparam any of whose nodes has a narrower level range than int8 (a QAT model's learned low-bit step) stays."""
+    """The activation qparams of ``converted``, each with the quantize/dequantize nodes that carry it. Nodes with
+    equal (scale, zero point) share one: PT2E gives tensors that must agree (a concat's inputs and output) one
+    shared observer. Two independent observers rarely land on the same float; where they do (two saturating
+    clamps), their scales stay tied, which is still a valid program."""
     groups: dict[tuple[float, int], list[fx.Node]] = {}
     for node in converted.graph.nodes:
         if _is(node, _qd().quantize_per_tensor.default) or _is(node, _qd().dequantize_per_tensor.default):
             groups.setdefault(_qparams(node), []).append(node)
-    return {key: [n.name for n in nodes] for key, nodes in groups.items()
-            if all((int(n.args[3]), int(n.args[4])) == (QMIN, QMAX) for n in nodes)}
+    return {key: [n.name for n in nodes] for key, nodes in groups.items()}
+
+
+MIN_SCALE_FACTOR = 0.01  # a trained scale stays positive, at least this fraction of its calibrated value
+
+
+def trained_scale(calibrated: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """A trained activation scale: its calibrated value times the trained factor (float32, as the graph runs it)."""
+    return calibrated * factor.clamp_min(MIN_SCALE_FACTOR)
 
 
 class _Rewriter:
@@ -138,8 +145,8 @@ class _Rewriter:
             # on it are relative, whatever the tensor's range)
             self.root.register_parameter(name, nn.Parameter(torch.ones((), dtype=_F32)))
             self.scale_params[name] = self.learned[key]
-            base = self.attr(torch.tensor(key[0], dtype=_F32), "calibrated_scale")
-            self.scale_nodes[key] = self.call(torch.mul, base, self.graph.get_attr(name))
+            base = self.attr(torch.tensor(key[0], dtype=_F32), "calibrated_scale")  # a buffer
+            self.scale_nodes[key] = self.call(trained_scale, base, self.graph.get_attr(name))
         return self.scale_nodes[key], key[1]
 
     def rewrite_weight(self, node: fx.Node) -> None:
@@ -267,7 +274,9 @@ class _Rewriter:
 def integer_faithful(converted: fx.GraphModule, learn_scales: bool = False) -> fx.GraphModule:
     """The integer-faithful, trainable form of a ``convert_pt2e`` graph (static int8, per-channel weights).
     ``learn_scales``: the activation scales train too (each shared qparam one factor ``act_scale_factor*`` on its
-    calibrated scale; zero points fixed), with straight-through gradients as LSQ trains a step."""
+    calibrated scale; zero points fixed), with straight-through gradients as LSQ trains a step. Only for the
+    graph of an FP model: a QAT model's learned steps are clamped to their b-bit levels by fp32 clamps whose
+    bounds a new scale would not follow."""
     return _Rewriter(converted, learn_scales).run()
 
 
@@ -278,8 +287,8 @@ def write_back(model: fx.GraphModule, converted: fx.GraphModule) -> fx.GraphModu
     out = copy.deepcopy(converted)
     scale_of = {}
     for node in model.graph.nodes:  # each trained scale: calibrated scale (a buffer) x factor (the parameter)
-        if node.op == "call_function" and node.target is torch.mul and node.args[1].target in model.trainable_scales:
-            value = float(getattr(model, node.args[0].target) * getattr(model, node.args[1].target).detach())
+        if node.op == "call_function" and node.target is trained_scale:
+            value = float(trained_scale(getattr(model, node.args[0].target), getattr(model, node.args[1].target)))
             scale_of.update(dict.fromkeys(model.trainable_scales[node.args[1].target], value))
     for node in out.graph.nodes:
         if node.name in scale_of:
