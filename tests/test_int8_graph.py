@@ -150,6 +150,49 @@ def test_learned_activation_scales_train_and_reach_the_pte(converted, tmp_path):
         float(torch.tensor(calibrated) * torch.tensor(MIN_SCALE_FACTOR))}
 
 
+class MiniShared(nn.Module):
+    """CARN-M's pattern: one conv run twice (the export gives each use its own copy of the weights)."""
+
+    def __init__(self, c: int = 8) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(3, c, 3, padding=1)
+        self.shared = nn.Conv2d(c, c, 3, padding=1)
+        self.tail = nn.Conv2d(c, 12, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.head(x)
+        f = torch.relu(self.shared(f)) + f
+        f = torch.relu(self.shared(f)) + f
+        return F.pixel_shuffle(self.tail(f), 2)
+
+
+def test_a_weight_shared_layer_trains_as_one_and_stays_shared(tmp_path):
+    from quantsr.quant.int8_graph import get_constant, trained_targets
+
+    torch.manual_seed(0)
+    converted = static_int8_graph(MiniShared().eval(), _inputs(1), max_side=32, min_side=8)
+    model = integer_faithful(converted, learn_scales=True)
+    shared = {name: targets for name, targets in trained_targets(model).items() if len(targets) > 1}
+    assert len(shared) == 2  # the shared conv's weight and bias, each one parameter for its two copies
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    for _ in range(2):
+        loss = F.l1_loss(model(x), F.interpolate(x, scale_factor=2))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    trained = write_back(model, converted)
+    for targets in shared.values():
+        first, second = (get_constant(trained, t) for t in targets)
+        assert torch.equal(first, second) and not torch.equal(first, get_constant(converted, targets[0]))
+    save_program(model, converted, tmp_path / "shared_int8.pt", {"note": "test"})
+    loaded = integer_faithful(load_program(tmp_path / "shared_int8.pt", converted)).eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model.eval()(x))
+    result = export_int8_program(trained, tmp_path / "shared.pte", max_side=32, check_inputs=_inputs(5))
+    assert result["identical_fraction"] == 1.0 and result["max_levels"] == 0
+
+
 class MiniDeconv(nn.Module):
     """FSRCNN's tail: a strided transposed conv (per-channel weights on axis 1) after PReLU features."""
 

@@ -153,8 +153,8 @@ def untie_shared_params(gm: fx.GraphModule) -> int:
     """Give, in place, every conv/linear that reads a shared weight or bias its own copy (a new attribute: a
     re-export would merge a mere second read back into one parameter), except the parameter's first user (in
     fx's user order), which keeps it. Returns how many copies were made. Each copy's node records the
-    original's path under ``meta[SOURCE_PARAM]``, so qparams keyed by layer name still find it. A fine-tune of
-    the int8 program trains the copies apart (each use its own weights, stored once each)."""
+    original's path under ``meta[SOURCE_PARAM]``, so qparams keyed by layer name still find it. The copies stay
+    equal: the integer-faithful fine-tune trains bit-identical copies as one parameter (XNNPACK stores them once)."""
     untied = 0
     for node in list(gm.graph.nodes):
         if node.op != "call_function" or node.target not in CONV_OR_LINEAR:

@@ -40,7 +40,7 @@ from quantsr.quant.int8_sim import (
 )
 
 __all__ = ["LEVEL_RANGE_KEY", "MIN_SCALE_FACTOR", "SCALE_PREFIX", "get_constant", "integer_faithful",
-           "program_signature", "set_constant", "trained_scale", "write_back"]
+           "program_signature", "set_constant", "trained_scale", "trained_targets", "write_back"]
 
 _F32 = torch.float32
 QMIN, QMAX = -128, 127
@@ -115,14 +115,26 @@ class _Rewriter:
         # old per-channel dequantize -> (codes, scales, channel axis)
         self.weights: dict[fx.Node, tuple[fx.Node, fx.Node, int]] = {}
         self.trainable: dict[str, str] = {}  # new parameter name -> old attribute target
+        self.tied: dict[str, list[str]] = {}  # parameter name -> further old targets holding the same tensor
+        self.seen: dict[tuple, str] = {}  # (prefix, key, value bytes) -> the parameter made of it
         self.counter = 0
 
-    def attr(self, value: torch.Tensor, prefix: str, old_target: str | None = None, train: bool = False) -> fx.Node:
+    def attr(self, value: torch.Tensor, prefix: str, old_target: str | None = None, train: bool = False,
+             key: bytes = b"") -> fx.Node:
+        """A constant of the new graph; ``train``: a parameter, one per distinct tensor. The export gives each use
+        of a weight-shared layer (CARN-M's block) its own copy; those copies, equal bit for bit, train as one
+        parameter, so the program keeps the model's sharing (and its size)."""
+        if train:
+            seen = (prefix, key, str(value.dtype), tuple(value.shape), value.detach().cpu().numpy().tobytes())
+            if seen in self.seen:
+                self.tied.setdefault(self.seen[seen], []).append(old_target)
+                return self.graph.get_attr(self.seen[seen])
         name = f"{prefix}{self.counter}"
         self.counter += 1
         if train:
             self.root.register_parameter(name, nn.Parameter(value.detach().clone().to(_F32)))
             self.trainable[name] = old_target
+            self.seen[seen] = name
         else:
             self.root.register_buffer(name, value.detach().clone())
         return self.graph.get_attr(name)
@@ -156,7 +168,8 @@ class _Rewriter:
         codes = self.old_value(w_attr)
         scales = self.old_value(s_attr).to(_F32)
         lo, hi = node.meta.get(LEVEL_RANGE_KEY, (int(qmin), int(qmax)))
-        weight = self.attr(dequantize_weight(codes.to(_F32), scales, axis), "weight", str(w_attr.target), train=True)
+        weight = self.attr(dequantize_weight(codes.to(_F32), scales, axis), "weight", str(w_attr.target), train=True,
+                           key=scales.numpy().tobytes() + bytes([axis, lo & 255, hi & 255]))
         scale_node = self.attr(scales, "weight_scales")
         on_axis_1 = [axis] if axis else []  # axis 0 stays implicit: saved programs' signatures predate axis 1
         code_node = self.call(weight_codes, weight, scale_node, lo, hi, *on_axis_1)
@@ -165,7 +178,8 @@ class _Rewriter:
 
     def trainable_bias(self, args: tuple) -> fx.Node | None:
         if len(args) > 2 and args[2] is not None:
-            return self.attr(self.old_value(args[2]), "bias", str(args[2].target), train=True)
+            weight = self.weights[args[1]][0].args[0].target  # a bias ties only along with its weight
+            return self.attr(self.old_value(args[2]), "bias", str(args[2].target), train=True, key=weight.encode())
         return None
 
     def fused_activation(self, producer: fx.Node, scale: float, zero: int) -> fx.Node | None:
@@ -267,6 +281,7 @@ class _Rewriter:
         self.graph.eliminate_dead_code()
         module = fx.GraphModule(self.root, self.graph)
         module.trainable_targets = dict(self.trainable)  # parameter name -> attribute of the converted graph
+        module.tied_targets = {k: list(v) for k, v in self.tied.items()}  # name -> more attributes it sets
         module.trainable_scales = dict(self.scale_params)  # parameter name -> quantize/dequantize node names
         return module
 
@@ -296,13 +311,21 @@ def write_back(model: fx.GraphModule, converted: fx.GraphModule) -> fx.GraphModu
     out.recompile()
     codes_of = {n.args[0].target: n.args for n in model.graph.nodes
                 if n.op == "call_function" and n.target is weight_codes}
-    for name, target in model.trainable_targets.items():
+    for name, targets in trained_targets(model).items():
         value = getattr(model, name).detach()
         if name in codes_of:
             _, scale_node, lo, hi, *axis = codes_of[name]
             value = weight_codes(value, getattr(model, scale_node.target), lo, hi, *axis)
-        set_constant(out, target, value.to(get_constant(out, target).dtype))
+        for target in targets:
+            set_constant(out, target, value.to(get_constant(out, target).dtype))
     return out
+
+
+def trained_targets(model: fx.GraphModule) -> dict[str, list[str]]:
+    """Each trained parameter of an integer-faithful ``model`` -> the attributes of the converted graph it
+    sets (several where the export copied a shared weight)."""
+    tied = getattr(model, "tied_targets", {})
+    return {name: [target] + tied.get(name, []) for name, target in model.trainable_targets.items()}
 
 
 def program_signature(program: fx.GraphModule) -> str:
