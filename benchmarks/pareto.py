@@ -17,7 +17,6 @@ int8 programs are checked code for code against their integer-faithful model whe
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 import warnings
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 
 from quantsr.artifacts.atomic import write_text_atomic
-from quantsr.artifacts.digest import gzip_bytes
+from quantsr.artifacts.digest import file_digest, gzip_bytes
 from quantsr.bench.pareto import ParetoPoint, markdown_table, model_ideal_bytes, plot
 from quantsr.checkpoints.load import load_model, load_model_and_info
 from quantsr.data.datasets import BenchmarkSet
@@ -202,7 +201,7 @@ def main() -> None:
                  args.calibration_batches)
             program = FITTED_INT8 / f"{ckpt.model}_x{scale}.pt"
             if program.is_file() and args.int8 == "recommended":  # fitted on the recommended graph
-                digest = hashlib.sha256(program.read_bytes()).hexdigest()[:12]  # a refitted file is a new point
+                digest = file_digest(program)[:12]  # a refitted file is a new point
                 keep(f"{ckpt.model} x{scale} int8 fitted {digest} {config}", int8_point, ckpt.model, fp, scale,
                      config, sets, out_dir, args.calibration_batches, program)
     for name in args.low_bit:

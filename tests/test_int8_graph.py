@@ -167,12 +167,12 @@ class MiniShared(nn.Module):
 
 
 def test_a_weight_shared_layer_trains_as_one_and_stays_shared(tmp_path):
-    from quantsr.quant.int8_graph import get_constant, trained_targets
+    from quantsr.quant.int8_graph import get_constant
 
     torch.manual_seed(0)
     converted = static_int8_graph(MiniShared().eval(), _inputs(1), max_side=32, min_side=8)
     model = integer_faithful(converted, learn_scales=True)
-    shared = {name: targets for name, targets in trained_targets(model).items() if len(targets) > 1}
+    shared = {name: targets for name, targets in model.trainable_targets.items() if len(targets) > 1}
     assert len(shared) == 2  # the shared conv's weight and bias, each one parameter for its two copies
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))

@@ -31,7 +31,6 @@ from quantsr.quant.int8_graph import (
     integer_faithful,
     program_signature,
     set_constant,
-    trained_targets,
     write_back,
 )
 
@@ -127,7 +126,7 @@ def save_program(program: fx.GraphModule, converted: fx.GraphModule, path: str |
     from quantsr.train.checkpoint import save_atomic
 
     trained = write_back(program, converted)
-    targets = {t for ts in trained_targets(program).values() for t in ts}
+    targets = {t for ts in program.trainable_targets.values() for t in ts}
     constants = {target: get_constant(trained, target).detach().clone() for target in targets}
     # the signature and numbers of the program as trained (its activation scales, if it learned them)
     payload = {"format": PROGRAM_FORMAT, "kind": "int8-program", "signature": program_signature(

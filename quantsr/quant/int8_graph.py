@@ -40,7 +40,7 @@ from quantsr.quant.int8_sim import (
 )
 
 __all__ = ["LEVEL_RANGE_KEY", "MIN_SCALE_FACTOR", "SCALE_PREFIX", "get_constant", "integer_faithful",
-           "program_signature", "set_constant", "trained_scale", "trained_targets", "write_back"]
+           "program_signature", "set_constant", "trained_scale", "write_back"]
 
 _F32 = torch.float32
 QMIN, QMAX = -128, 127
@@ -50,10 +50,6 @@ LEVEL_RANGE_KEY = "quantsr_level_range"  # node meta of a weight's dequantize: i
 _CHANNEL_AXIS = {torch.ops.aten.conv2d.default: 0, torch.ops.aten.conv_transpose2d.input: 1}
 _FUSED_ACTIVATIONS = (torch.ops.aten.relu.default, torch.ops.aten.relu_.default, torch.ops.aten.hardtanh.default,
                       torch.ops.aten.clamp.default)
-
-
-def _f32(value: float) -> torch.Tensor:
-    return torch.tensor(value, dtype=_F32)
 
 
 def _qd():
@@ -114,8 +110,7 @@ class _Rewriter:
         self.codes: dict[fx.Node, tuple[fx.Node, float, int]] = {}  # old dequantize -> (new codes, s, z)
         # old per-channel dequantize -> (codes, scales, channel axis)
         self.weights: dict[fx.Node, tuple[fx.Node, fx.Node, int]] = {}
-        self.trainable: dict[str, str] = {}  # new parameter name -> old attribute target
-        self.tied: dict[str, list[str]] = {}  # parameter name -> further old targets holding the same tensor
+        self.trainable: dict[str, list[str]] = {}  # new parameter name -> the old attribute targets it sets
         self.seen: dict[tuple, str] = {}  # (prefix, key, value bytes) -> the parameter made of it
         self.counter = 0
 
@@ -127,13 +122,13 @@ class _Rewriter:
         if train:
             seen = (prefix, key, str(value.dtype), tuple(value.shape), value.detach().cpu().numpy().tobytes())
             if seen in self.seen:
-                self.tied.setdefault(self.seen[seen], []).append(old_target)
+                self.trainable[self.seen[seen]].append(old_target)
                 return self.graph.get_attr(self.seen[seen])
         name = f"{prefix}{self.counter}"
         self.counter += 1
         if train:
             self.root.register_parameter(name, nn.Parameter(value.detach().clone().to(_F32)))
-            self.trainable[name] = old_target
+            self.trainable[name] = [old_target]
             self.seen[seen] = name
         else:
             self.root.register_buffer(name, value.detach().clone())
@@ -201,8 +196,7 @@ class _Rewriter:
             lo, hi = (QMIN if v is None else self.call(activation_bound_code, float(v), scale, zero)
                       for v in bounds[:2])
         else:
-            lo, hi = (QMIN if v is None else int(min(max(torch.round(_f32(v) / _f32(scale) + zero), QMIN), QMAX))
-                      for v in bounds[:2])
+            lo, hi = (QMIN if v is None else int(activation_bound_code(float(v), scale, zero)) for v in bounds[:2])
         return self.call(torch.clamp, codes, lo, QMAX if bounds[1] is None else hi)
 
     def kernel(self, producer: fx.Node, scale: float, zero: int) -> fx.Node | None:
@@ -280,8 +274,9 @@ class _Rewriter:
                 raise NotImplementedError(f"{node.name}: {node.op} nodes are not supported")
         self.graph.eliminate_dead_code()
         module = fx.GraphModule(self.root, self.graph)
-        module.trainable_targets = dict(self.trainable)  # parameter name -> attribute of the converted graph
-        module.tied_targets = {k: list(v) for k, v in self.tied.items()}  # name -> more attributes it sets
+        # parameter name -> the attributes of the converted graph it sets (several where the export copied a
+        # shared weight)
+        module.trainable_targets = {k: list(v) for k, v in self.trainable.items()}
         module.trainable_scales = dict(self.scale_params)  # parameter name -> quantize/dequantize node names
         return module
 
@@ -311,7 +306,7 @@ def write_back(model: fx.GraphModule, converted: fx.GraphModule) -> fx.GraphModu
     out.recompile()
     codes_of = {n.args[0].target: n.args for n in model.graph.nodes
                 if n.op == "call_function" and n.target is weight_codes}
-    for name, targets in trained_targets(model).items():
+    for name, targets in model.trainable_targets.items():
         value = getattr(model, name).detach()
         if name in codes_of:
             _, scale_node, lo, hi, *axis = codes_of[name]
@@ -319,13 +314,6 @@ def write_back(model: fx.GraphModule, converted: fx.GraphModule) -> fx.GraphModu
         for target in targets:
             set_constant(out, target, value.to(get_constant(out, target).dtype))
     return out
-
-
-def trained_targets(model: fx.GraphModule) -> dict[str, list[str]]:
-    """Each trained parameter of an integer-faithful ``model`` -> the attributes of the converted graph it
-    sets (several where the export copied a shared weight)."""
-    tied = getattr(model, "tied_targets", {})
-    return {name: [target] + tied.get(name, []) for name, target in model.trainable_targets.items()}
 
 
 def program_signature(program: fx.GraphModule) -> str:
