@@ -1,6 +1,7 @@
 """Fine-tune the static all-int8 program of a QAT checkpoint with its integer-faithful forward (issue 13), and
 write the program file the embedded ``.pte`` is built from; or fit the int8 PTQ program of a public FP model to the
-model itself, its activation scales too (``--scale-lr``, FP models only; issue 14).
+model itself, its activation scales too (``--scale-lr``; issue 14). On a QAT model ``--scale-lr`` trains only the
+calibrated scales (conv outputs, adds, the int8 rest); its learned steps, the trained b-bit grids, stay.
 
     .venv/bin/python benchmarks/int8_finetune.py checkpoints/imdn_x4_w4a4.pt [--iterations 1500]
         [--max-train-minutes 40] [--out checkpoints/imdn_x4_w4a4_int8.pt] [--run-dir runs/int8_imdn_x4_w4a4]
@@ -54,7 +55,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=Int8FinetuneRecipe.iterations)
     parser.add_argument("--lr", type=float, default=Int8FinetuneRecipe.lr)
     parser.add_argument("--scale-lr", type=float, default=Int8FinetuneRecipe.scale_lr,
-                        help="train the activation scales too, at this Adam lr of their factors (0: fixed)")
+                        help="train the activation scales too, at this Adam lr of their factors (0: fixed; a QAT "
+                             "model's learned steps stay fixed)")
     parser.add_argument("--max-train-minutes", type=float, default=None)
     parser.add_argument("--out", default=None)
     parser.add_argument("--run-dir", default=None)
@@ -72,9 +74,6 @@ def main() -> None:
     if args.iterations == 0 and not args.init_program:
         parser.error("--iterations 0 re-saves an --init-program: give one")
     model, info = load_model_and_info(checkpoint, model=args.model, scale=args.scale)
-    if args.scale_lr and info.recipe is not None:
-        parser.error("--scale-lr trains the activation scales of an FP model's int8 program; a QAT model's learned "
-                     "steps are its b-bit grids: leave it out")
     # an FP model: its int8 PTQ program, fitted to the FP model itself (calibration by distillation)
     ptq = recommended_int8_config(info.model, info.scale) if info.recipe is None else None
     converted = static_int8_graph(model, calibration_inputs(info.scale, 64), min_side=min_side_of(model), ptq=ptq)

@@ -270,6 +270,35 @@ def test_a_qat_model_becomes_a_static_int8_program_that_keeps_its_bits(tmp_path)
     assert result["identical_fraction"] == 1.0 and result["max_levels"] == 0
 
 
+def test_learning_a_qat_programs_scales_keeps_its_learned_steps():
+    """On a QAT model's program ``learn_scales`` trains the calibrated qparams only: every learned activation
+    step (a trained b-bit grid held by an fp32 clamp) stays as trained, through training and write-back."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_export_pte import tiny_qat
+
+    net = tiny_qat(bits=4)
+    converted = static_int8_graph(net, _inputs(8), max_side=32, min_side=8)
+    steps = {float(torch.tensor(float(m.act_quantizer.step.detach().abs().flatten()[0])))
+             for m in net.modules() if hasattr(m, "act_quantizer")}
+    qparams = {(float(n.args[1]), int(n.args[2])) for n in converted.graph.nodes
+               if "quantize_per_tensor" in str(n.target)}
+    assert steps <= {s for s, _ in qparams}
+    model = integer_faithful(converted, learn_scales=True)
+    trained_nodes = {name for names in model.trainable_scales.values() for name in names}
+    assert trained_nodes  # the conv outputs, adds and the int8 rest train
+    by_name = {n.name: float(n.args[1]) for n in converted.graph.nodes if "quantize_per_tensor" in str(n.target)}
+    assert not {by_name[name] for name in trained_nodes} & steps
+    with torch.no_grad():
+        for name in model.trainable_scales:
+            getattr(model, name).mul_(1.25)
+    written = {float(n.args[1]) for n in write_back(model, converted).graph.nodes
+               if "quantize_per_tensor" in str(n.target)}
+    assert steps <= written
+
+
 def test_per_channel_weight_steps_reach_the_program_and_the_pte(tmp_path):
     import sys
     from pathlib import Path

@@ -94,3 +94,13 @@ def test_a_static_int8_add_is_emulated_code_for_code(tmp_path):
         codes = add_codes(a, sa, za, b, sb, zb, sy, zy)
         got = quantize_codes(device(x), sy, zy)
         assert torch.equal(codes, got), float((codes != got).float().mean())
+
+
+def test_an_add_is_refused_only_when_its_larger_input_ratio_is_outside_xnnpack_range():
+    # XNNPACK (as ExecuTorch ships it) bounds the larger input-to-output ratio: a tiny ratio beside a valid one
+    # lowers and runs (test_concat_steps lowers such an add: 0.0002 beside 0.87)
+    codes = torch.ones(1, 1, 2, 2)
+    add_codes(codes, 2.0**-11, 0, codes, 1.0, 0, 1.0, 0)
+    for a_scale, b_scale in ((2.0**-11, 2.0**-11), (300.0, 1.0), (1.0, 256.0)):
+        with pytest.raises(ValueError, match="scale ratios"):
+            add_codes(codes, a_scale, 0, codes, b_scale, 0, 1.0, 0)

@@ -71,7 +71,9 @@ def _centered_codes(converted: fx.GraphModule) -> list[torch.Tensor]:
         codes = get_constant(converted, n.args[0].target).to(torch.int16)
         if str(n.target) == _DQ_CHANNEL:
             zero = get_constant(converted, n.args[2].target).to(torch.int16)
-            out.append(codes - zero.reshape(-1, *([1] * (codes.dim() - 1))))
+            shape = [1] * codes.dim()
+            shape[int(n.args[3])] = -1  # the channel axis: 1 for a transposed conv's weight
+            out.append(codes - zero.reshape(shape))
         elif str(n.target) == _DQ_TENSOR:
             out.append(codes - int(n.args[2]))
     return out

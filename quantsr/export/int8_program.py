@@ -26,6 +26,7 @@ from quantsr.artifacts.atomic import atomic_write
 from quantsr.artifacts.cards import ArtifactError, card_path
 from quantsr.export.pt2e_quantizer import Int8PTQConfig
 from quantsr.quant.int8_graph import (
+    LEARNED_SCALE_KEY,
     LEVEL_RANGE_KEY,
     get_constant,
     integer_faithful,
@@ -72,6 +73,7 @@ def static_int8_graph(model: nn.Module, calibration: Sequence[torch.Tensor], *, 
     ep = torch.export.export(graph_model, (example,), dynamic_shapes=_dynamic_shapes(True, max_side, min_side))
     converted = calibrate_and_convert(ep, quantizer, example, calibration, split_concat=split_concat)
     _mark_level_ranges(converted, qparams)
+    _mark_learned_scales(converted, qparams)
     return converted
 
 
@@ -86,6 +88,17 @@ def _mark_level_ranges(converted: fx.GraphModule, qparams: dict) -> None:
             weight = node.args[1]
             if qp is not None and isinstance(weight, fx.Node):
                 weight.meta[LEVEL_RANGE_KEY] = (qp.weight_qmin, qp.weight_qmax)
+
+
+def _mark_learned_scales(converted: fx.GraphModule, qparams: dict) -> None:
+    """Mark the quantize/dequantize nodes at a learned activation step (the fixed specs the QAT quantizer gave),
+    so that training the program's activation scales leaves the trained b-bit grids as they are."""
+    learned = {float(torch.tensor(qp.act_scale, dtype=torch.float32)) for qp in qparams.values()}
+    per_tensor = (torch.ops.quantized_decomposed.quantize_per_tensor.default,
+                  torch.ops.quantized_decomposed.dequantize_per_tensor.default)
+    for node in converted.graph.nodes:
+        if node.op == "call_function" and node.target in per_tensor and float(node.args[1]) in learned:
+            node.meta[LEARNED_SCALE_KEY] = True
 
 
 def _numeric_args(converted: fx.GraphModule) -> dict[str, list]:

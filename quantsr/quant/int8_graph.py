@@ -13,8 +13,9 @@ gradient straight through, clamps mask it. Weights and biases become parameters;
 per channel at their fixed scales, within the level range their dequantize's ``LEVEL_RANGE_KEY`` meta states
 (4-bit RBD: [-7, 8]; else the graph's own). Activation scales and zero points stay fixed, so fine-tuning the
 rewritten graph trains exactly the int8 program the ``.pte`` runs, and :func:`write_back` puts the trained values
-into the converted graph for lowering. With ``learn_scales`` the activation scales train too (zero points stay):
-the program trained is then the one ``write_back`` returns, whose fixed-scale rewrite the ``.pte`` runs."""
+into the converted graph for lowering. With ``learn_scales`` the activation scales train too (zero points stay;
+a QAT model's learned steps, marked ``LEARNED_SCALE_KEY``, stay as trained): the program trained is then the one
+``write_back`` returns, whose fixed-scale rewrite the ``.pte`` runs."""
 from __future__ import annotations
 
 import copy
@@ -39,13 +40,14 @@ from quantsr.quant.int8_sim import (
     weight_codes,
 )
 
-__all__ = ["LEVEL_RANGE_KEY", "MIN_SCALE_FACTOR", "SCALE_PREFIX", "get_constant", "integer_faithful",
-           "program_signature", "set_constant", "trained_scale", "write_back"]
+__all__ = ["LEARNED_SCALE_KEY", "LEVEL_RANGE_KEY", "MIN_SCALE_FACTOR", "SCALE_PREFIX", "get_constant",
+           "integer_faithful", "program_signature", "set_constant", "trained_scale", "write_back"]
 
 _F32 = torch.float32
 QMIN, QMAX = -128, 127
 SCALE_PREFIX = "act_scale_factor"  # the trainable activation scales of ``integer_faithful(..., learn_scales=True)``
 LEVEL_RANGE_KEY = "quantsr_level_range"  # node meta of a weight's dequantize: its trained (min, max) code
+LEARNED_SCALE_KEY = "quantsr_learned_scale"  # node meta of a quantize/dequantize at a QAT-learned step: kept fixed
 # the weight axis of a layer's output channels, where its per-channel scales must lie
 _CHANNEL_AXIS = {torch.ops.aten.conv2d.default: 0, torch.ops.aten.conv_transpose2d.input: 1}
 _FUSED_ACTIVATIONS = (torch.ops.aten.relu.default, torch.ops.aten.relu_.default, torch.ops.aten.hardtanh.default,
@@ -87,7 +89,10 @@ def _scale_groups(converted: fx.GraphModule) -> dict[tuple[float, int], list[str
     for node in converted.graph.nodes:
         if _is(node, _qd().quantize_per_tensor.default) or _is(node, _qd().dequantize_per_tensor.default):
             groups.setdefault(_qparams(node), []).append(node)
-    return {key: [n.name for n in nodes] for key, nodes in groups.items()}
+    # a QAT model's learned steps are its trained b-bit grids, whose range an fp32 clamp at fixed bounds holds:
+    # they stay as trained; only the calibrated qparams (conv outputs, adds, the int8 rest) learn
+    return {key: [n.name for n in nodes] for key, nodes in groups.items()
+            if not any(n.meta.get(LEARNED_SCALE_KEY) for n in nodes)}
 
 
 MIN_SCALE_FACTOR = 0.01  # a trained scale stays positive, at least this fraction of its calibrated value
@@ -298,7 +303,8 @@ def write_back(model: fx.GraphModule, converted: fx.GraphModule) -> fx.GraphModu
     scale_of = {}
     for node in model.graph.nodes:  # each trained scale: calibrated scale (a buffer) x factor (the parameter)
         if node.op == "call_function" and node.target is trained_scale:
-            value = float(trained_scale(getattr(model, node.args[0].target), getattr(model, node.args[1].target)))
+            factor = getattr(model, node.args[1].target).detach()
+            value = float(trained_scale(getattr(model, node.args[0].target), factor))
             scale_of.update(dict.fromkeys(model.trainable_scales[node.args[1].target], value))
     for node in out.graph.nodes:
         if node.name in scale_of:
