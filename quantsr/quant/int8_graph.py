@@ -289,9 +289,9 @@ class _Rewriter:
 def integer_faithful(converted: fx.GraphModule, learn_scales: bool = False) -> fx.GraphModule:
     """The integer-faithful, trainable form of a ``convert_pt2e`` graph (static int8, per-channel weights).
     ``learn_scales``: the activation scales train too (each shared qparam one factor ``act_scale_factor*`` on its
-    calibrated scale; zero points fixed), with straight-through gradients as LSQ trains a step. Only for the
-    graph of an FP model: a QAT model's learned steps are clamped to their b-bit levels by fp32 clamps whose
-    bounds a new scale would not follow."""
+    calibrated scale; zero points fixed), with straight-through gradients as LSQ trains a step. A QAT model's
+    learned steps (``LEARNED_SCALE_KEY``) stay: fp32 clamps whose bounds a new scale would not follow hold them
+    to their b-bit levels."""
     return _Rewriter(converted, learn_scales).run()
 
 
