@@ -16,24 +16,33 @@ from torch import nn
 from quantsr import evaluate
 from quantsr.checkpoints.load import load_model
 from quantsr.export.pipeline import calibration_inputs
+from quantsr.quant.gptq import gptq_int8_weights_
 
 
-def fake_quant(x: torch.Tensor, lo: float, hi: float, bits: int = 8) -> torch.Tensor:
-    lo, hi = min(lo, 0.0), max(hi, 0.0)
-    step = max(hi - lo, 1e-12) / (2**bits - 1)
-    zero = round(-lo / step)
+def fake_quant(x: torch.Tensor, lo, hi, bits: int = 8) -> torch.Tensor:
+    """Asymmetric fake-quant over [lo, hi]; lo and hi are floats (per tensor) or (1, C, 1, 1) tensors (per channel)."""
+    lo, hi = torch.as_tensor(lo).clamp(max=0.0), torch.as_tensor(hi).clamp(min=0.0)
+    step = (hi - lo).clamp_min(1e-12) / (2**bits - 1)
+    zero = torch.round(-lo / step)
     return (torch.clamp(torch.round(x / step) + zero, 0, 2**bits - 1) - zero) * step
 
 
-def input_ranges(model: nn.Module, convs: dict[str, nn.Module], batches) -> dict[str, tuple[float, float]]:
-    ranges: dict[str, tuple[float, float]] = {}
+def input_ranges(model: nn.Module, convs: dict[str, nn.Module], batches, per_channel: bool = False) -> dict:
+    """Each conv input's 0.01%-99.99% quantile range over the batches: floats, or (1, C, 1, 1) tensors per channel."""
+    ranges: dict = {}
 
     def observe(name: str):
         def hook(module, inputs):
-            sample = inputs[0].detach().flatten()[::7]  # a subsample: quantile needs < 16M elements
-            lo, hi = ranges.get(name, (0.0, 0.0))
-            low, high = torch.quantile(sample, 1e-4).item(), torch.quantile(sample, 1 - 1e-4).item()
-            ranges[name] = (min(lo, low), max(hi, high))
+            x = inputs[0].detach()
+            # a subsample: quantile needs < 16M elements
+            sample = x.transpose(0, 1).flatten(1)[:, ::7] if per_channel else x.flatten()[None, ::7]
+            low = torch.quantile(sample, 1e-4, dim=1).view(1, -1, 1, 1)
+            high = torch.quantile(sample, 1 - 1e-4, dim=1).view(1, -1, 1, 1)
+            if not per_channel:
+                low, high = low.item(), high.item()
+            lo, hi = ranges.get(name, (low, high))
+            ranges[name] = (torch.minimum(torch.as_tensor(lo), torch.as_tensor(low)),
+                            torch.maximum(torch.as_tensor(hi), torch.as_tensor(high)))
         return hook
 
     handles = [m.register_forward_pre_hook(observe(n)) for n, m in convs.items()]
@@ -52,23 +61,34 @@ def main() -> None:
     parser.add_argument("--mode", choices=("weights", "activations", "both"), default="weights")
     parser.add_argument("--only", default=None, help="only layers whose name contains this")
     parser.add_argument("--sets", nargs="+", default=["Set5", "Set14"])
+    parser.add_argument("--act-bits", type=int, default=8)
+    parser.add_argument("--rounding", choices=("nearest", "gptq"), default="nearest",
+                        help="weights: round to nearest, or GPTQ (quantsr.quant.gptq; transposed convs too)")
+    parser.add_argument("--act-per-channel", action="store_true",
+                        help="one range per input channel (a bound: XNNPACK quantizes activations per tensor)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(None, model=args.model, scale=args.scale).eval()
     convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and (args.only or "") in n}
-    ranges = input_ranges(model, convs, calibration_inputs(args.scale, 64, 8))
+    ranges = input_ranges(model, convs, calibration_inputs(args.scale, 64, 8), args.act_per_channel)
+    if args.rounding == "gptq" and args.mode in ("weights", "both"):
+        if args.only:
+            parser.error("--rounding gptq rounds every conv (later layers compensate earlier ones): drop --only")
+        gptq_int8_weights_(model, calibration_inputs(args.scale, 64, 8))
     for name, conv in convs.items():
-        if args.mode in ("weights", "both"):
+        if args.mode in ("weights", "both") and args.rounding == "nearest":
             with torch.no_grad():
                 w = conv.weight
                 step = w.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12) / 127
                 w.copy_(torch.round(w / step).clamp(-127, 127) * step)
         if args.mode in ("activations", "both"):
             lo, hi = ranges[name]
-            conv.register_forward_pre_hook(lambda m, inputs, lo=lo, hi=hi: (fake_quant(inputs[0], lo, hi),))
+            conv.register_forward_pre_hook(
+                lambda m, inputs, lo=lo, hi=hi: (fake_quant(inputs[0], lo, hi, args.act_bits),))
     result = evaluate(model, args.sets, args.scale, progress=False, ssim=False)
-    print(args.model, args.mode, args.only or "all layers", {s.name: round(s.psnr, 3) for s in result.sets})
+    print(args.model, args.mode, args.rounding, args.only or "all layers",
+          {s.name: round(s.psnr, 3) for s in result.sets})
 
 
 if __name__ == "__main__":

@@ -113,6 +113,7 @@ def main() -> None:
     metadata = {
         "base_checkpoint": checkpoint.name, "base_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
         "model": info.model, "scale": info.scale, "recipe": recipe.to_dict(), "kept": args.keep,
+        "ptq": None if ptq is None else repr(ptq),  # the calibrated start (weight rounding, splits)
         "best_iteration": best["iteration"],
         "iterations_run": len(history.losses), "train_seconds_total": round(history.data_seconds
                                                                              + history.step_seconds, 1),

@@ -179,11 +179,11 @@ def main() -> None:
         save(points)
 
     def with_unvisited(points: dict[str, dict]) -> dict[str, dict]:
-        # with --reuse, the points this run did not visit (other --only / --scales) stay in the file; a fitted
-        # program's old points go once its model is visited (a program refitted or removed since)
+        # with --reuse, the points this run did not visit (other --only / --scales) stay in the file; a model's
+        # old int8 points go once it is visited (its PTQ config changed, its fitted program refitted or removed)
         visited = {(p["model"], p["scale"]) for p in points.values()}
         return {**{k: v for k, v in cached.items() if k not in points
-                   and not (" int8 fitted " in k and (v["model"], v["scale"]) in visited)}, **points}
+                   and not (v["kind"] == "int8" and (v["model"], v["scale"]) in visited)}, **points}
 
     def save(points: dict[str, dict]) -> None:
         write_text_atomic(json.dumps({"sets": names, "points": list(with_unvisited(points).values()),
@@ -201,9 +201,11 @@ def main() -> None:
                  args.calibration_batches)
             program = FITTED_INT8 / f"{ckpt.model}_x{scale}.pt"
             if program.is_file() and args.int8 == "recommended":  # fitted on the recommended graph
-                digest = file_digest(program)[:12]  # a refitted file is a new point
-                keep(f"{ckpt.model} x{scale} int8 fitted {digest} {config}", int8_point, ckpt.model, fp, scale,
-                     config, sets, out_dir, args.calibration_batches, program)
+                # a refitted file is a new point; the calibrated start's numbers (weight rounding, scales) do
+                # not matter, the file sets them all, but its graph (the concat split) does
+                digest = file_digest(program)[:12]
+                keep(f"{ckpt.model} x{scale} int8 fitted {digest} split_concat={config.split_concat_convs}",
+                     int8_point, ckpt.model, fp, scale, config, sets, out_dir, args.calibration_batches, program)
     for name in args.low_bit:
         keep(f"{name} low-bit", low_bit_point, name, sets_for, out_dir)
     save(points)

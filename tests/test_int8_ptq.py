@@ -68,6 +68,7 @@ def test_config_validates_and_recommends():
     assert Int8PTQConfig(float_nodes=["add_1"]).float_nodes == ("add_1",)
     assert isinstance(recommended_int8_config("imdn", 4), Int8PTQConfig)
     assert recommended_int8_config("span", 4).split_concat_convs
+    assert {recommended_int8_config(m, 4).weight_rounding for m in ("span", "imdn", "fsrcnn")} == {"gptq"}
 
 
 class Fusion(nn.Module):

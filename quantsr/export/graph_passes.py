@@ -23,7 +23,8 @@ from operator import attrgetter
 import torch
 from torch import fx, nn
 
-__all__ = ["CONV_OR_LINEAR", "SOURCE_PARAM", "fold_slices_of_cat", "split_concat_convs", "untie_shared_params"]
+__all__ = ["CONV_OR_LINEAR", "SOURCE_PARAM", "concat_conv_parts", "fold_slices_of_cat", "split_concat_convs",
+           "untie_shared_params"]
 
 _CONV = torch.ops.aten.conv2d.default
 _CAT = torch.ops.aten.cat.default
@@ -54,6 +55,12 @@ def _splittable(node: fx.Node) -> bool:
     parts = source.args[0]
     return dim in (1, -3) and groups == 1 and len(parts) > 1 and all(
         isinstance(p, fx.Node) and "val" in p.meta for p in parts)
+
+
+def concat_conv_parts(gm: fx.GraphModule) -> list[tuple[fx.Node, list[int]]]:
+    """Each conv :func:`split_concat_convs` would split, with the channel count of each part of its concat."""
+    return [(node, [int(part.meta["val"].shape[1]) for part in node.args[0].args[0]])
+            for node in gm.graph.nodes if _splittable(node)]
 
 
 def split_concat_convs(gm: fx.GraphModule) -> int:

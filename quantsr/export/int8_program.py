@@ -55,7 +55,7 @@ def static_int8_graph(model: nn.Module, calibration: Sequence[torch.Tensor], *, 
     steps and calibrates the rest as the stock quantizer does."""
     from quantsr.export.deploy import split_output_convs, to_deploy_model
     from quantsr.export.pt2e_quantizer import LearnedQParamsQuantizer, int8_quantizer
-    from quantsr.export.pte import _dynamic_shapes, calibrate_and_convert
+    from quantsr.export.pte import _dynamic_shapes, convert_calibrated, pt2e_graph
     from quantsr.quant.layers import QConv2d
 
     model = model.cpu().eval()
@@ -67,14 +67,36 @@ def static_int8_graph(model: nn.Module, calibration: Sequence[torch.Tensor], *, 
         split_concat = False
     else:
         ptq = ptq or Int8PTQConfig()
-        graph_model = split_output_convs(copy.deepcopy(model))
+        graph_model = copy.deepcopy(model)
+        if ptq.weight_rounding in ("gptq", "gptq_program"):  # the program pass refines eager GPTQ's codes
+            from quantsr.quant.gptq import gptq_int8_weights_
+
+            split = _concat_split_inputs(graph_model, _example(max_side)) if ptq.split_concat_convs else {}
+            gptq_int8_weights_(graph_model, calibration, split_inputs=split, min_step=ptq.min_weight_step)
+        graph_model = split_output_convs(graph_model)
         quantizer, split_concat = int8_quantizer(ptq), ptq.split_concat_convs
     example = _example(max_side)
     ep = torch.export.export(graph_model, (example,), dynamic_shapes=_dynamic_shapes(True, max_side, min_side))
-    converted = calibrate_and_convert(ep, quantizer, example, calibration, split_concat=split_concat)
+    module = pt2e_graph(ep, split_concat=split_concat)
+    reference = copy.deepcopy(module) if ptq is not None and ptq.weight_rounding == "gptq_program" else None
+    converted = convert_calibrated(module, quantizer, example, calibration)
+    if reference is not None:
+        from quantsr.export.program_gptq import gptq_program_
+
+        gptq_program_(converted, reference, [x for batch in calibration for x in batch.split(1)])
     _mark_level_ranges(converted, qparams)
     _mark_learned_scales(converted, qparams)
     return converted
+
+
+def _concat_split_inputs(model: nn.Module, example: torch.Tensor) -> dict[str, list[int]]:
+    """Layer name -> input channel counts of each conv that ``split_concat_convs`` will split (one conv per
+    branch of its concat, each with its own per-channel weight steps), from an export of ``model``."""
+    from quantsr.export.graph_passes import concat_conv_parts
+    from quantsr.export.pt2e_quantizer import node_layer_name
+
+    graph = torch.export.export(model, (example,)).module()
+    return {node_layer_name(conv): parts for conv, parts in concat_conv_parts(graph)}
 
 
 def _mark_level_ranges(converted: fx.GraphModule, qparams: dict) -> None:

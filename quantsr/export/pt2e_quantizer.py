@@ -14,7 +14,7 @@ try its 4-bit packing, which exists for linear layers only (docs/deploy.md, "Lea
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch.fx import GraphModule, Node
@@ -28,6 +28,7 @@ __all__ = ["Int8PTQConfig", "LearnedQParamsQuantizer", "int8_quantizer", "recomm
 
 
 ACT_OBSERVERS = ("histogram", "minmax")
+WEIGHT_ROUNDINGS = ("nearest", "gptq", "gptq_program")
 
 
 @dataclass(frozen=True)
@@ -39,26 +40,36 @@ class Int8PTQConfig:
     float_modules: tuple[str, ...] = ()
     float_nodes: tuple[str, ...] = ()  # op names of the torch.export graph, e.g. "add_12"
     split_concat_convs: bool = False  # one conv (and scale) per branch of a concat-then-conv
-    version: int = 2
+    # "nearest" (stock); "gptq": conv weights rounded by quantsr.quant.gptq before prepare (FP inputs);
+    # "gptq_program": re-rounded after convert against the program's quantized inputs (export.program_gptq)
+    weight_rounding: str = "nearest"
+    # the weight observers' eps: no per-channel step below it, so a channel whose largest weight is under
+    # 127 * 2^-12 = 0.031 uses fewer than 255 codes (stock; SPAN's conv_first: 11 of 28 channels, ~23 codes)
+    min_weight_step: float = 2**-12
+    version: int = 3
 
     def __post_init__(self) -> None:
         if self.act_observer not in ACT_OBSERVERS:
             raise ValueError(f"act_observer must be one of {ACT_OBSERVERS}, got {self.act_observer!r}")
+        if self.weight_rounding not in WEIGHT_ROUNDINGS:
+            raise ValueError(f"weight_rounding must be one of {WEIGHT_ROUNDINGS}, got {self.weight_rounding!r}")
         object.__setattr__(self, "float_modules", tuple(self.float_modules))
         object.__setattr__(self, "float_nodes", tuple(self.float_nodes))
 
 
-# Per-architecture departures from the stock settings, found with benchmarks/int8_sensitivity.py
-# (results in benchmarks/results/int8_sensitivity_*.json). SPAN x4: the cat before conv_cat shares one scale
-# across branches 100x apart: 25.51 dB on Set5 stock, 31.06 split (FP 31.74). IMDN x4: split changes nothing
+# Departures from the stock settings, found with benchmarks/int8_sensitivity.py and benchmarks/int8_gptq.py
+# (results in benchmarks/results/). Every architecture: GPTQ weight rounding (Set5 of the PT2E program +0.02 to
+# +0.41 dB over round-to-nearest; CARN-M x4 -0.006). SPAN x4: the cat before conv_cat shares one scale across
+# branches 100x apart: 25.51 dB on Set5 stock, 31.06 split (FP 31.74). IMDN x4: split changes nothing
 # (31.978 vs 31.976), so it keeps the stock graph.
-_RECOMMENDED_INT8: dict[str, Int8PTQConfig] = {"span": Int8PTQConfig(split_concat_convs=True)}
+_RECOMMENDED_INT8: dict[str, Int8PTQConfig] = {"span": Int8PTQConfig(split_concat_convs=True, weight_rounding="gptq")}
+_RECOMMENDED_DEFAULT = Int8PTQConfig(weight_rounding="gptq")
 
 
 def recommended_int8_config(model: str, scale: int) -> Int8PTQConfig:
     """The int8 PTQ settings the library recommends for a registered architecture (stock ExecuTorch's, real
-    calibration images only, unless a sensitivity probe found better)."""
-    return _RECOMMENDED_INT8.get(model, Int8PTQConfig())
+    calibration images only, GPTQ-rounded weights, and what a sensitivity probe found better)."""
+    return _RECOMMENDED_INT8.get(model, _RECOMMENDED_DEFAULT)
 
 
 def int8_quantizer(config: Int8PTQConfig | None = None):
@@ -76,13 +87,17 @@ def int8_quantizer(config: Int8PTQConfig | None = None):
     float_modules, float_nodes = config.float_modules, config.float_nodes
     spec_config = get_symmetric_quantization_config(is_per_channel=True)
     if config.act_observer == "minmax":
-        from dataclasses import replace
-
         from torchao.quantization.pt2e.observer import MinMaxObserver
 
         spec = replace(spec_config.input_activation,
                        observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
         spec_config = replace(spec_config, input_activation=spec, output_activation=spec)
+    if config.min_weight_step != 2**-12:
+        from torchao.quantization.pt2e.observer import PerChannelMinMaxObserver
+
+        spec = replace(spec_config.weight,
+                       observer_or_fake_quant_ctr=PerChannelMinMaxObserver.with_args(eps=config.min_weight_step))
+        spec_config = replace(spec_config, weight=spec)
     quantizer = XNNPACKQuantizer().set_global(spec_config)
     if float_modules or float_nodes:
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_module_name_filter

@@ -25,7 +25,8 @@ from quantsr.artifacts.cards import DEFAULT_MIN_SIDE, ArtifactError, card_path
 from quantsr.runtime.pte import PteModule, register_quantized_kernels
 from quantsr.runtime.upscale import min_side_of
 
-__all__ = ["PteExport", "calibrate_and_convert", "export_pte", "lower_to_pte", "output_psnr"]
+__all__ = ["PteExport", "calibrate_and_convert", "convert_calibrated", "export_pte", "lower_to_pte", "output_psnr",
+           "pt2e_graph"]
 
 QUANT_KINDS = ("learned", "int8", "fp32")
 
@@ -73,16 +74,10 @@ def _dynamic_shapes(dynamic: bool, max_side: int, min_side: int):
     return ({2: h, 3: w},)
 
 
-def calibrate_and_convert(ep, quantizer, example: torch.Tensor, calibration: Iterable[torch.Tensor], *,
-                          split_concat: bool = False):
-    """PT2E on an exported program: prepare with ``quantizer``, run every image of the ``calibration`` batches
-    (one at a time: the program takes one image), convert. Returns the converted graph. ``example`` is observed
-    only when there is no calibration data (a quantizer whose qparams are all fixed): a random input has ranges
-    several times wider than real images', and observing it cost the int8 PTQ of IMDN x4 0.6 dB on Set5.
-    ``split_concat``: first give every branch of a concat-then-conv its own conv and scale
+def pt2e_graph(ep, *, split_concat: bool = False) -> torch.fx.GraphModule:
+    """The graph PT2E prepares, from an exported program: concat slices folded, CARN-M's shared weights untied
+    and, with ``split_concat``, every branch of a concat-then-conv given its own conv and scale
     (:func:`~quantsr.export.graph_passes.split_concat_convs`)."""
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
     from quantsr.export.graph_passes import fold_slices_of_cat, split_concat_convs, untie_shared_params
 
     module = ep.module()
@@ -90,12 +85,29 @@ def calibrate_and_convert(ep, quantizer, example: torch.Tensor, calibration: Ite
     untie_shared_params(module)  # CARN-M's shared block: each use an int8 conv with its own bias
     if split_concat:
         split_concat_convs(module)
+    return module
+
+
+def convert_calibrated(module: torch.fx.GraphModule, quantizer, example: torch.Tensor,
+                       calibration: Iterable[torch.Tensor]) -> torch.fx.GraphModule:
+    """PT2E on :func:`pt2e_graph`'s graph: prepare with ``quantizer``, run every image of the ``calibration``
+    batches (one at a time: the program takes one image), convert. ``example`` is observed only when there is
+    no calibration data (a quantizer whose qparams are all fixed): a random input has ranges several times wider
+    than real images', and observing it cost the int8 PTQ of IMDN x4 0.6 dB on Set5."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
     prepared = prepare_pt2e(module, quantizer)
     images = [x for batch in calibration for x in batch.split(1)] or [example]
     with torch.no_grad():
         for x in images:
             prepared(x)
     return convert_pt2e(prepared)
+
+
+def calibrate_and_convert(ep, quantizer, example: torch.Tensor, calibration: Iterable[torch.Tensor], *,
+                          split_concat: bool = False):
+    """:func:`convert_calibrated` of :func:`pt2e_graph`: the converted graph of an exported program."""
+    return convert_calibrated(pt2e_graph(ep, split_concat=split_concat), quantizer, example, calibration)
 
 
 def lower_to_pte(model: nn.Module, example: torch.Tensor, *, quant: str = "fp32", quantizer=None,
