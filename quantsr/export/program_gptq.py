@@ -11,7 +11,7 @@ was converted from (same node names). GPTQ is greedy and clamps, so each output 
 codes and the program's own has the smaller objective; through ``Int8PTQConfig(weight_rounding="gptq_program")``
 the program's own are weight-only GPTQ's, so no layer ends worse on its calibration objective than with those.
 Experimental: each layer re-runs both graphs on every calibration image through ``fx.Interpreter``, minutes per
-model on 2 cores, and it is measured on FSRCNN x2 only (README, "Int8 PTQ").
+model on 2 cores; measured on FSRCNN x2, RLFN, SPAN and IMDN x4 (README, "Int8 PTQ").
 """
 from __future__ import annotations
 
