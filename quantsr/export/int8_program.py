@@ -64,7 +64,7 @@ def static_int8_graph(model: nn.Module, calibration: Sequence[torch.Tensor], *, 
         graph_model, qparams = to_deploy_model(model, "static")
         split_output_convs(graph_model, qparams)
         quantizer = LearnedQParamsQuantizer(qparams, rest="int8", activations="static")
-        split_concat = False
+        split_concat = program_gptq = False
     else:
         ptq = ptq or Int8PTQConfig()
         graph_model = copy.deepcopy(model)
@@ -75,10 +75,11 @@ def static_int8_graph(model: nn.Module, calibration: Sequence[torch.Tensor], *, 
             gptq_int8_weights_(graph_model, calibration, split_inputs=split, min_step=ptq.min_weight_step)
         graph_model = split_output_convs(graph_model)
         quantizer, split_concat = int8_quantizer(ptq), ptq.split_concat_convs
+        program_gptq = ptq.weight_rounding == "gptq_program"
     example = _example(max_side)
     ep = torch.export.export(graph_model, (example,), dynamic_shapes=_dynamic_shapes(True, max_side, min_side))
     module = pt2e_graph(ep, split_concat=split_concat)
-    reference = copy.deepcopy(module) if ptq is not None and ptq.weight_rounding == "gptq_program" else None
+    reference = copy.deepcopy(module) if program_gptq else None
     converted = convert_calibrated(module, quantizer, example, calibration)
     if reference is not None:
         from quantsr.export.program_gptq import gptq_program_

@@ -21,13 +21,12 @@ from operator import attrgetter
 import torch
 from torch import fx, nn
 
-from quantsr.quant.gptq import GPTQConfig, conv_columns, gptq_codes
+from quantsr.quant.gptq import MAX_POSITIONS, GPTQConfig, conv_columns, gptq_codes, rows_to_weight, weight_rows
 
 __all__ = ["gptq_program_"]
 
 _CONV = torch.ops.aten.conv2d.default
 _DECONV = torch.ops.aten.conv_transpose2d.input
-MAX_POSITIONS = 4096
 
 
 class _Reached(Exception):
@@ -74,17 +73,6 @@ def _layer_of(node: fx.Node, weight: torch.Tensor) -> nn.Module:
     return layer
 
 
-def _rows(weight: torch.Tensor, deconv: bool) -> torch.Tensor:
-    w = weight.flip(-1, -2).transpose(0, 1) if deconv else weight
-    return w.reshape(w.shape[0], -1)
-
-
-def _unrows(rows: torch.Tensor, like: torch.Tensor, deconv: bool) -> torch.Tensor:
-    if deconv:
-        return rows.reshape(like.shape[1], like.shape[0], *like.shape[2:]).transpose(0, 1).flip(-1, -2)
-    return rows.reshape(like.shape)
-
-
 def _objective(q: torch.Tensor, w: torch.Tensor, h: torch.Tensor, cross: torch.Tensor, per: int) -> torch.Tensor:
     """Each row's ``E||q x~ - w x||^2`` less its ``E||w x||^2`` (the same for every ``q``)."""
     return torch.cat([((q[g * per:(g + 1) * per] @ h[g]) * q[g * per:(g + 1) * per]).sum(dim=1)
@@ -120,7 +108,7 @@ def gptq_program_(converted: fx.GraphModule, reference: fx.GraphModule, images: 
         scales = attrgetter(dq.args[1].target)(converted).double()
         fp_weight = attrgetter(fp_weight_node.target)(reference).detach().double()
         layer = _layer_of(node, codes)
-        rows = _rows(fp_weight, deconv)
+        rows = weight_rows(fp_weight, deconv)
         groups = layer.groups
         h = cross = sum_q = sum_fp = None
         count = 0
@@ -148,15 +136,15 @@ def gptq_program_(converted: fx.GraphModule, reference: fx.GraphModule, images: 
         quantized = new_codes * step
         # GPTQ is greedy and clamps: keep, per output channel, whichever of its codes and the program's own has
         # the smaller E||q x~ - W x||^2 (up to the same constant: q H q^T - 2 <W E[x x~^T], q>)
-        old = _rows(codes.double(), deconv) * step
+        old = weight_rows(codes.double(), deconv) * step
         new_codes = torch.where((_objective(quantized, rows, h, cross, per) <= _objective(old, rows, h, cross, per)
-                                 )[:, None], new_codes, _rows(codes.double(), deconv))
+                                 )[:, None], new_codes, weight_rows(codes.double(), deconv))
         quantized = new_codes * step
         # the bias takes the mean of what the rounded layer still misses (linear: means of the inputs suffice)
         residual = torch.cat([rows[g * per:(g + 1) * per] @ mean_fp[g] - quantized[g * per:(g + 1) * per] @ mean_q[g]
                               for g in range(groups)])
         with torch.no_grad():
-            codes.copy_(_unrows(new_codes, codes, deconv).to(codes.dtype))
+            codes.copy_(rows_to_weight(new_codes, codes, deconv).to(codes.dtype))
             bias_node = node.args[2] if len(node.args) > 2 else None
             if isinstance(bias_node, fx.Node) and bias_node.op == "get_attr":
                 bias = attrgetter(bias_node.target)(converted)

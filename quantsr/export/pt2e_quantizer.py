@@ -21,6 +21,7 @@ from torch.fx import GraphModule, Node
 
 from quantsr.export.deploy import LayerQParams
 from quantsr.export.graph_passes import CONV_OR_LINEAR, SOURCE_PARAM
+from quantsr.quant.gptq import STOCK_MIN_STEP
 from quantsr.quant.int8_sim import int8_zero_point
 
 __all__ = ["Int8PTQConfig", "LearnedQParamsQuantizer", "int8_quantizer", "recommended_int8_config", "node_layer_name"]
@@ -45,7 +46,7 @@ class Int8PTQConfig:
     weight_rounding: str = "nearest"
     # the weight observers' eps: no per-channel step below it, so a channel whose largest weight is under
     # 127 * 2^-12 = 0.031 uses fewer than 255 codes (stock; SPAN's conv_first: 11 of 28 channels, ~23 codes)
-    min_weight_step: float = 2**-12
+    min_weight_step: float = STOCK_MIN_STEP
     version: int = 3
 
     def __post_init__(self) -> None:
@@ -92,7 +93,7 @@ def int8_quantizer(config: Int8PTQConfig | None = None):
         spec = replace(spec_config.input_activation,
                        observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
         spec_config = replace(spec_config, input_activation=spec, output_activation=spec)
-    if config.min_weight_step != 2**-12:
+    if config.min_weight_step != STOCK_MIN_STEP:
         from torchao.quantization.pt2e.observer import PerChannelMinMaxObserver
 
         spec = replace(spec_config.weight,

@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["GPTQConfig", "conv_columns", "gptq_codes", "gptq_int8_weights_", "int8_weight_steps"]
+__all__ = ["GPTQConfig", "conv_columns", "gptq_codes", "gptq_int8_weights_", "int8_weight_steps", "rows_to_weight",
+           "weight_rows"]
 
 QMAX = 127
 STOCK_MIN_STEP = 2**-12  # the eps of ExecuTorch's XNNPACK weight observer
@@ -43,20 +44,23 @@ class GPTQConfig:
     version: int = 1
 
 
-def _weight_rows(layer: nn.Module) -> torch.Tensor:
-    """(out, in/groups * kh * kw) as a conv over the layer's (possibly zero-stuffed) input."""
-    w = layer.weight.detach()
-    if isinstance(layer, nn.ConvTranspose2d):
+def weight_rows(weight: torch.Tensor, transposed: bool = False) -> torch.Tensor:
+    """(out, in/groups * kh * kw): a conv weight as rows over the layer's (possibly zero-stuffed) input."""
+    if transposed:
         # conv_transpose(x, W) == conv(zero_stuff(x), W') with W'[o, i] = flip(W[i, o]); groups == 1 (checked)
-        w = w.flip(-1, -2).transpose(0, 1)
-    return w.reshape(w.shape[0], -1)
+        weight = weight.flip(-1, -2).transpose(0, 1)
+    return weight.reshape(weight.shape[0], -1)
 
 
-def _from_rows(layer: nn.Module, rows: torch.Tensor) -> torch.Tensor:
-    w = layer.weight
-    if isinstance(layer, nn.ConvTranspose2d):
-        return rows.reshape(w.shape[1], w.shape[0], *w.shape[2:]).transpose(0, 1).flip(-1, -2)
-    return rows.reshape(w.shape)
+def rows_to_weight(rows: torch.Tensor, like: torch.Tensor, transposed: bool = False) -> torch.Tensor:
+    """The inverse of :func:`weight_rows`, shaped as ``like``."""
+    if transposed:
+        return rows.reshape(like.shape[1], like.shape[0], *like.shape[2:]).transpose(0, 1).flip(-1, -2)
+    return rows.reshape(like.shape)
+
+
+def _weight_rows(layer: nn.Module) -> torch.Tensor:
+    return weight_rows(layer.weight.detach(), isinstance(layer, nn.ConvTranspose2d))
 
 
 def int8_weight_steps(rows: torch.Tensor, segments: Sequence[int] = (), min_step: float = STOCK_MIN_STEP
@@ -166,7 +170,7 @@ def _round_layer(layer: nn.Module, h: torch.Tensor, config: GPTQConfig, in_chann
                        for g in range(groups)])
     new_rows = (codes * int8_weight_steps(rows.double(), segments, min_step)).to(rows.dtype)
     with torch.no_grad():
-        layer.weight.copy_(_from_rows(layer, new_rows))
+        layer.weight.copy_(rows_to_weight(new_rows, layer.weight, isinstance(layer, nn.ConvTranspose2d)))
 
 
 class _LayerSeen(Exception):
