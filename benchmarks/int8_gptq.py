@@ -1,10 +1,14 @@
 """GPTQ weights in int8 PTQ (issue 14): each public model's static int8 PT2E program with its conv weights rounded
 to nearest (stock) and by GPTQ (``Int8PTQConfig(weight_rounding="gptq")``, ``quantsr/quant/gptq.py``), every
 other setting the library's recommended one, scored as the eager converted graph (the reference the ``.pte`` is
-checked against code for code) on the sets given. Also times the GPTQ pass itself.
+checked against code for code) on the sets given. Also times the GPTQ pass itself. ``--equalize A ...`` adds
+arms with activation equalization (``Int8PTQConfig(act_equalization=A)``, ``quantsr/quant/equalize.py``) before
+GPTQ, named ``gptq_eq{A}`` (``0``: none); the rounding arms keep the recommended equalization.
 
     .venv/bin/python benchmarks/int8_gptq.py --sets Set5 Set14 B100
     .venv/bin/python benchmarks/int8_gptq.py --only fsrcnn --scales 2 --sets Set5
+    .venv/bin/python benchmarks/int8_gptq.py --roundings --equalize 0 0.5 1.0 --sets Set5 Set14 \
+        --out benchmarks/results/int8_equalize.json
 """
 from __future__ import annotations
 
@@ -34,7 +38,9 @@ def main() -> None:
     parser.add_argument("--scales", type=int, nargs="+", default=[4, 2])
     parser.add_argument("--sets", nargs="+", default=["Set5", "Set14", "B100"])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--roundings", nargs="+", default=["nearest", "gptq"], choices=WEIGHT_ROUNDINGS)
+    parser.add_argument("--roundings", nargs="*", default=["nearest", "gptq"], choices=WEIGHT_ROUNDINGS)
+    parser.add_argument("--equalize", type=float, nargs="*", default=[],
+                        help="activation-equalization strengths, each an extra arm with GPTQ rounding")
     parser.add_argument("--min-weight-step", type=float, default=2**-12,
                         help="the weight observers' eps, both arms (stock 2^-12)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "int8_gptq.json"))
@@ -51,15 +57,19 @@ def main() -> None:
                    "fp32": {s.name: round(s.psnr, 3) for s in evaluate(fp, args.sets, scale, progress=False,
                                                                          ssim=False).sets}}
             calib = calibration_inputs(scale, 64)
-            for rounding in args.roundings:
-                config = replace(recommended_int8_config(ckpt.model, scale), weight_rounding=rounding,
-                                 min_weight_step=args.min_weight_step)
+            recommended = recommended_int8_config(ckpt.model, scale)
+            # the rounding arms keep the recommended equalization; --equalize arms set their own (0 = off)
+            arms = [(rounding, recommended.act_equalization, rounding) for rounding in args.roundings]
+            arms += [("gptq", alpha or None, f"gptq_eq{alpha:g}") for alpha in args.equalize]
+            for rounding, alpha, arm in arms:
+                config = replace(recommended, weight_rounding=rounding, min_weight_step=args.min_weight_step,
+                                 act_equalization=alpha)
                 start = time.perf_counter()
                 converted = static_int8_graph(fp, calib, ptq=config, max_side=400, min_side=min_side_of(fp))
-                row[f"{rounding}_build_seconds"] = round(time.perf_counter() - start, 1)
+                row[f"{arm}_build_seconds"] = round(time.perf_counter() - start, 1)
                 result = evaluate(ArtifactModule(lambda x, c=converted: c(x)), args.sets, scale, progress=False,
                                   ssim=False)
-                row[rounding] = {s.name: round(s.psnr, 3) for s in result.sets}
+                row[arm] = {s.name: round(s.psnr, 3) for s in result.sets}
             print(json.dumps(row), flush=True)
             rows = [r for r in rows if (r["model"], r["scale"], r.get("min_weight_step")) != (
                 ckpt.model, scale, args.min_weight_step)] + [row]

@@ -8,10 +8,17 @@ program with that op left fp32: the PSNR it gains is the op's share of the loss.
     .venv/bin/python benchmarks/int8_sensitivity.py --model imdn --float-nodes add_12 conv2d_63   # one program
 
 Op names are the torch.export graph's (``add_12``); each row also names the module that owns the op.
+
+``--bypass`` probes activations instead, in the one program: each activation quantize -> dequantize is skipped in
+turn (its tensor left fp32, everything else as built), so the gain is that tensor's own rounding, nothing rebuilt:
+
+    .venv/bin/python benchmarks/int8_sensitivity.py --model fsrcnn --scale 2 --recommended --bypass \
+        --out benchmarks/results/int8_bypass_fsrcnn_x2.json                 # ~2 min
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from dataclasses import replace
@@ -23,7 +30,7 @@ from quantsr.artifacts.atomic import write_text_atomic
 from quantsr.checkpoints.load import load_model
 from quantsr.export.int8_program import static_int8_graph
 from quantsr.export.pipeline import ArtifactModule, calibration_inputs
-from quantsr.export.pt2e_quantizer import ACT_OBSERVERS, Int8PTQConfig
+from quantsr.export.pt2e_quantizer import ACT_OBSERVERS, Int8PTQConfig, recommended_int8_config
 from quantsr.runtime.upscale import min_side_of
 
 
@@ -45,6 +52,25 @@ def candidate_ops(converted: torch.fx.GraphModule, kinds: list[str]) -> list[tup
     return out
 
 
+def bypassed(converted: torch.fx.GraphModule, quantize: str) -> tuple[torch.fx.GraphModule, str]:
+    """A copy of ``converted`` whose activation quantize node ``quantize`` is skipped (its dequantizes' users read
+    the fp32 tensor), and the name of the op that produced that tensor."""
+    out = copy.deepcopy(converted)
+    node = next(n for n in out.graph.nodes if n.name == quantize)
+    source = node.args[0]
+    for user in list(node.users):
+        if "dequantize" in str(user.target):
+            user.replace_all_uses_with(source)
+    out.graph.eliminate_dead_code()
+    out.recompile()
+    return out, source.name
+
+
+def activation_quantizers(converted: torch.fx.GraphModule) -> list[str]:
+    return [n.name for n in converted.graph.nodes
+            if n.op == "call_function" and n.target == torch.ops.quantized_decomposed.quantize_per_tensor.default]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="imdn")
@@ -57,6 +83,10 @@ def main() -> None:
     parser.add_argument("--float-nodes", nargs="*", default=[], help="ops left fp32 in every program")
     parser.add_argument("--split-concat", action="store_true", help="one conv per branch of a concat-then-conv")
     parser.add_argument("--calibration-batches", type=int, default=8, help="batches of 4 T91 crops (64 px LR)")
+    parser.add_argument("--recommended", action="store_true",
+                        help="start from recommended_int8_config (GPTQ, equalization...) instead of stock")
+    parser.add_argument("--bypass", action="store_true",
+                        help="skip one activation quantize at a time in one program instead of rebuilding")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", help="JSON results")
     args = parser.parse_args()
@@ -64,22 +94,33 @@ def main() -> None:
     fp = load_model(args.weights, model=args.model, scale=args.scale).eval()
     calib = calibration_inputs(args.scale, 64, args.calibration_batches)
     config = Int8PTQConfig(args.observer, float_nodes=tuple(args.float_nodes), split_concat_convs=args.split_concat)
+    if args.recommended:
+        config = replace(recommended_int8_config(args.model, args.scale), act_observer=args.observer,
+                         float_nodes=tuple(args.float_nodes))
     fp_psnr = set_psnr(fp, args.sets, args.scale)
     base = static_int8_graph(fp, calib, min_side=min_side_of(fp), ptq=config)
     base_psnr = set_psnr(base, args.sets, args.scale)
     print(f"FP {fp_psnr}  int8 {base_psnr}", flush=True)
     rows = []
-    probes = candidate_ops(base, args.ops) if not args.float_nodes else []
+    if args.bypass:
+        probes = [(q, "") for q in activation_quantizers(base)]
+    else:
+        probes = candidate_ops(base, args.ops) if not args.float_nodes else []
     for i, (name, module) in enumerate(probes):
         start = time.perf_counter()
-        converted = static_int8_graph(fp, calib, min_side=min_side_of(fp), ptq=replace(config, float_nodes=(name,)))
+        if args.bypass:
+            converted, module = bypassed(base, name)  # module: the op whose output the quantize held
+        else:
+            converted = static_int8_graph(fp, calib, min_side=min_side_of(fp),
+                                          ptq=replace(config, float_nodes=(name,)))
         psnr = set_psnr(converted, args.sets, args.scale)
         gain = {k: round(psnr[k] - base_psnr[k], 4) for k in psnr}
         rows.append({"op": name, "module": module, "psnr": psnr, "gain": gain})
         print(f"[{i + 1}/{len(probes)}] {name:<16} {module:<28} gain {gain} ({time.perf_counter() - start:.0f} s)",
               flush=True)
     rows.sort(key=lambda r: -sum(r["gain"].values()))
-    result = {"model": args.model, "scale": args.scale, "observer": args.observer,
+    result = {"model": args.model, "scale": args.scale, "observer": args.observer, "config": repr(config),
+              "mode": "bypass" if args.bypass else "float_nodes",
               "split_concat": args.split_concat, "float_nodes": args.float_nodes,
               "calibration_crops": 4 * args.calibration_batches, "fp": fp_psnr, "int8": base_psnr, "rows": rows}
     if args.out:

@@ -68,6 +68,10 @@ def static_int8_graph(model: nn.Module, calibration: Sequence[torch.Tensor], *, 
     else:
         ptq = ptq or Int8PTQConfig()
         graph_model = copy.deepcopy(model)
+        if ptq.act_equalization is not None:  # an exact rewrite of the FP net: before GPTQ sees its weights
+            from quantsr.quant.equalize import equalize_activations_
+
+            equalize_activations_(graph_model, calibration, alpha=ptq.act_equalization, example=_example(max_side))
         if ptq.weight_rounding in ("gptq", "gptq_program"):  # the program pass refines eager GPTQ's codes
             from quantsr.quant.gptq import gptq_int8_weights_
 

@@ -10,8 +10,8 @@ measured on the program as the earlier layers left it. ``x`` comes from ``refere
 was converted from (same node names). GPTQ is greedy and clamps, so each output channel keeps whichever of the new
 codes and the program's own has the smaller objective; through ``Int8PTQConfig(weight_rounding="gptq_program")``
 the program's own are weight-only GPTQ's, so no layer ends worse on its calibration objective than with those.
-Experimental: each layer re-runs both graphs on every calibration image through ``fx.Interpreter``, minutes per
-model on 2 cores; measured on FSRCNN x2, RLFN, SPAN and IMDN x4 (README, "Int8 PTQ").
+The FP graph runs once per image (its conv inputs kept); the program runs once, all images in lockstep, node by
+node, each layer re-rounded just before it runs.
 """
 from __future__ import annotations
 
@@ -29,33 +29,54 @@ _CONV = torch.ops.aten.conv2d.default
 _DECONV = torch.ops.aten.conv_transpose2d.input
 
 
-class _Reached(Exception):
-    pass
+class _Lockstep:
+    """Runs one graph on several images node by node, keeping only the values later nodes still read, so a pass
+    can change a layer's constants just before that layer runs (sequential, one forward in all)."""
+
+    def __init__(self, gm: fx.GraphModule, images: Sequence[torch.Tensor]) -> None:
+        self.runners = []
+        for image in images:
+            runner = fx.Interpreter(gm)
+            runner.env, runner.args_iter = {}, iter([image])
+            self.runners.append(runner)
+        nodes = list(gm.graph.nodes)
+        self.index = {n: i for i, n in enumerate(nodes)}
+        self.last_use = {a: i for i, n in enumerate(nodes) for a in n.all_input_nodes}
+
+    def run(self, node: fx.Node) -> None:
+        i = self.index[node]
+        with torch.no_grad():
+            for runner in self.runners:
+                runner.env[node] = runner.run_node(node)
+                for a in node.all_input_nodes:  # constants stay: a re-run dequantize reads them again
+                    if self.last_use[a] == i and a.op != "get_attr":
+                        del runner.env[a]
+
+    def values(self, node: fx.Node) -> list[torch.Tensor]:
+        return [runner.env[node] for runner in self.runners]
 
 
-class _InputOf(fx.Interpreter):
-    """Runs a graph up to one node and keeps that node's first input."""
+class _ConvInputs(fx.Interpreter):
+    """One forward of a graph, keeping the first input of each named conv node."""
 
-    def __init__(self, gm: fx.GraphModule, name: str) -> None:
+    def __init__(self, gm: fx.GraphModule, names: set[str]) -> None:
         super().__init__(gm)
-        self.name, self.value = name, None
+        self.names, self.inputs = names, {}
 
     def run_node(self, n: fx.Node):
-        if n.name == self.name:
-            args, _ = self.fetch_args_kwargs_from_env(n)
-            self.value = args[0]
-            raise _Reached
+        if n.name in self.names:
+            self.inputs[n.name] = self.fetch_args_kwargs_from_env(n)[0][0].detach()
         return super().run_node(n)
 
 
-def _input_of(gm: fx.GraphModule, name: str, image: torch.Tensor) -> torch.Tensor:
-    runner = _InputOf(gm, name)
-    try:
+def _conv_inputs(gm: fx.GraphModule, names: set[str], images: Sequence[torch.Tensor]) -> list[dict]:
+    out = []
+    for image in images:
+        runner = _ConvInputs(gm, names)
         with torch.no_grad():
             runner.run(image)
-    except _Reached:
-        return runner.value.detach()
-    raise RuntimeError(f"node {name} was not reached")
+        out.append(runner.inputs)
+    return out
 
 
 def _layer_of(node: fx.Node, weight: torch.Tensor) -> nn.Module:
@@ -92,17 +113,27 @@ def gptq_program_(converted: fx.GraphModule, reference: fx.GraphModule, images: 
     for n in converted.graph.nodes:
         if n.op == "call_function" and n.target == dequant_channel:
             uses[n.args[0].target] = uses.get(n.args[0].target, 0) + 1
-    done = []
-    generator = torch.Generator().manual_seed(0)
-    for node in list(converted.graph.nodes):
+    targets = []
+    for node in converted.graph.nodes:
         if node.op != "call_function" or node.target not in (_CONV, _DECONV) or node.name not in fp_nodes:
             continue
         dq = node.args[1]
         if not (isinstance(dq, fx.Node) and dq.target == dequant_channel) or uses[dq.args[0].target] != 1:
             continue
         fp_weight_node = fp_nodes[node.name].args[1]
-        if not (isinstance(fp_weight_node, fx.Node) and fp_weight_node.op == "get_attr"):
+        if isinstance(fp_weight_node, fx.Node) and fp_weight_node.op == "get_attr":
+            targets.append(node)
+    fp_inputs = _conv_inputs(reference, {n.name for n in targets}, images)  # the FP graph does not change
+    program = _Lockstep(converted, images)
+    wanted = set(targets)
+    done = []
+    generator = torch.Generator().manual_seed(0)
+    for node in list(converted.graph.nodes):
+        if node not in wanted:
+            program.run(node)
             continue
+        dq = node.args[1]
+        fp_weight_node = fp_nodes[node.name].args[1]
         deconv = node.target == _DECONV
         codes = attrgetter(dq.args[0].target)(converted)
         scales = attrgetter(dq.args[1].target)(converted).double()
@@ -112,17 +143,18 @@ def gptq_program_(converted: fx.GraphModule, reference: fx.GraphModule, images: 
         groups = layer.groups
         h = cross = sum_q = sum_fp = None
         count = 0
-        for image in images:
-            x_q = conv_columns(layer, _input_of(converted, node.name, image)).double()
-            x_fp = conv_columns(layer, _input_of(reference, node.name, image)).double()
+        for quantized_input, fp_input in zip(program.values(node.args[0]), fp_inputs):
+            x_q = conv_columns(layer, quantized_input)
+            x_fp = conv_columns(layer, fp_input[node.name])
             if x_q.shape[-1] > MAX_POSITIONS:
                 keep = torch.randperm(x_q.shape[-1], generator=generator)[:MAX_POSITIONS]
                 x_q, x_fp = x_q[..., keep], x_fp[..., keep]
-            moment, corr = x_q @ x_q.transpose(1, 2), x_fp @ x_q.transpose(1, 2)
+            # products in float32 (a 9x9 deconv's columns are 4536 long), sums over images in float64
+            moment, corr = (x_q @ x_q.transpose(1, 2)).double(), (x_fp @ x_q.transpose(1, 2)).double()
             h = moment if h is None else h + moment
             cross = corr if cross is None else cross + corr
-            sum_q = x_q.sum(-1) if sum_q is None else sum_q + x_q.sum(-1)
-            sum_fp = x_fp.sum(-1) if sum_fp is None else sum_fp + x_fp.sum(-1)
+            sum_q = x_q.sum(-1).double() if sum_q is None else sum_q + x_q.sum(-1).double()
+            sum_fp = x_fp.sum(-1).double() if sum_fp is None else sum_fp + x_fp.sum(-1).double()
             count += x_q.shape[-1]
         h, cross, mean_q, mean_fp = h / count, cross / count, sum_q / count, sum_fp / count
         per = rows.shape[0] // groups
@@ -149,5 +181,7 @@ def gptq_program_(converted: fx.GraphModule, reference: fx.GraphModule, images: 
             if isinstance(bias_node, fx.Node) and bias_node.op == "get_attr":
                 bias = attrgetter(bias_node.target)(converted)
                 bias.add_(residual.to(bias.dtype))
+        program.run(dq)  # the weight, dequantized before this layer was reached, from the new codes
+        program.run(node)
         done.append(node.name)
     return done

@@ -47,13 +47,18 @@ class Int8PTQConfig:
     # the weight observers' eps: no per-channel step below it, so a channel whose largest weight is under
     # 127 * 2^-12 = 0.031 uses fewer than 255 codes (stock; SPAN's conv_first: 11 of 28 channels, ~23 codes)
     min_weight_step: float = STOCK_MIN_STEP
-    version: int = 3
+    # None: off; else the migration strength alpha of quantsr.quant.equalize (channel ranges of each activation
+    # between two convs rescaled toward one per-tensor step before rounding and calibration)
+    act_equalization: float | None = None
+    version: int = 4
 
     def __post_init__(self) -> None:
         if self.act_observer not in ACT_OBSERVERS:
             raise ValueError(f"act_observer must be one of {ACT_OBSERVERS}, got {self.act_observer!r}")
         if self.weight_rounding not in WEIGHT_ROUNDINGS:
             raise ValueError(f"weight_rounding must be one of {WEIGHT_ROUNDINGS}, got {self.weight_rounding!r}")
+        if self.act_equalization is not None and not 0.0 <= self.act_equalization <= 1.0:
+            raise ValueError(f"act_equalization must be None or in [0, 1], got {self.act_equalization}")
         object.__setattr__(self, "float_modules", tuple(self.float_modules))
         object.__setattr__(self, "float_nodes", tuple(self.float_nodes))
 
@@ -62,14 +67,20 @@ class Int8PTQConfig:
 # (results in benchmarks/results/). Every architecture: GPTQ weight rounding (Set5 of the PT2E program +0.02 to
 # +0.41 dB over round-to-nearest; CARN-M x4 -0.006). SPAN x4: the cat before conv_cat shares one scale across
 # branches 100x apart: 25.51 dB on Set5 stock, 31.06 split (FP 31.74). IMDN x4: split changes nothing
-# (31.978 vs 31.976), so it keeps the stock graph.
-_RECOMMENDED_INT8: dict[str, Int8PTQConfig] = {"span": Int8PTQConfig(split_concat_convs=True, weight_rounding="gptq")}
+# (31.978 vs 31.976), so it keeps the stock graph. FSRCNN: activation equalization at alpha = 1 (benchmarks/
+# results/int8_equalize.json; Set5 x2 +0.87 dB, x4 +0.08; alpha 0.5: +0.34, +0.04); on the other nets it moved
+# Set5 by -0.02 to +0.035 at either alpha (CARN-M x2 at 1: -0.04), so they keep it off.
+_RECOMMENDED_INT8: dict[str, Int8PTQConfig] = {
+    "span": Int8PTQConfig(split_concat_convs=True, weight_rounding="gptq"),
+    "fsrcnn": Int8PTQConfig(weight_rounding="gptq", act_equalization=1.0),
+}
 _RECOMMENDED_DEFAULT = Int8PTQConfig(weight_rounding="gptq")
 
 
 def recommended_int8_config(model: str, scale: int) -> Int8PTQConfig:
     """The int8 PTQ settings the library recommends for a registered architecture (stock ExecuTorch's, real
-    calibration images only, GPTQ-rounded weights, and what a sensitivity probe found better)."""
+    calibration images only, GPTQ-rounded weights, and what a sensitivity probe or an equalization sweep found
+    better)."""
     return _RECOMMENDED_INT8.get(model, _RECOMMENDED_DEFAULT)
 
 

@@ -1,6 +1,7 @@
 """QuantSR+ low-bit quantization: the RBD weight quantizer and redistributed LSQ activation quantizer
 (``quantizers``), quantized layers (``layers``), ``quantize_(model, config)`` (``quantize``) with its configs
-(``configs``), the versioned recipe a low-bit checkpoint stores (``recipe``) and PTQ baselines (``ptq``).
+(``configs``), the versioned recipe a low-bit checkpoint stores (``recipe``), PTQ baselines (``ptq``) and the int8
+PTQ passes on an FP net (``gptq``: GPTQ weight rounding; ``equalize``: activation equalization).
 See docs/method.md, "RBD weight quantizer" and "Activation quantizer"."""
 from quantsr._lazy import lazy_exports
 
@@ -25,6 +26,8 @@ _EXPORTS = {
     "quantize_": "quantize",
     "quantized_layers": "quantize",
     "QuantRecipe": "recipe",
+    "equalize_activations_": "equalize",
+    "gptq_int8_weights_": "gptq",
     "build_quantized_": "recipe",
 }
 __all__ = sorted(_EXPORTS)
