@@ -59,7 +59,7 @@ def bypassed(converted: torch.fx.GraphModule, quantize: str) -> tuple[torch.fx.G
     node = next(n for n in out.graph.nodes if n.name == quantize)
     source = node.args[0]
     for user in list(node.users):
-        if "dequantize" in str(user.target):
+        if user.target == torch.ops.quantized_decomposed.dequantize_per_tensor.default:
             user.replace_all_uses_with(source)
     out.graph.eliminate_dead_code()
     out.recompile()
@@ -121,7 +121,7 @@ def main() -> None:
     rows.sort(key=lambda r: -sum(r["gain"].values()))
     result = {"model": args.model, "scale": args.scale, "observer": args.observer, "config": repr(config),
               "mode": "bypass" if args.bypass else "float_nodes",
-              "split_concat": args.split_concat, "float_nodes": args.float_nodes,
+              "split_concat": config.split_concat_convs, "float_nodes": args.float_nodes,
               "calibration_crops": 4 * args.calibration_batches, "fp": fp_psnr, "int8": base_psnr, "rows": rows}
     if args.out:
         write_text_atomic(json.dumps(result, indent=1), args.out)

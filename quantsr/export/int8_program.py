@@ -59,6 +59,7 @@ def static_int8_graph(model: nn.Module, calibration: Sequence[torch.Tensor], *, 
     from quantsr.quant.layers import QConv2d
 
     model = model.cpu().eval()
+    example = _example(max_side)
     qparams = {}
     if any(isinstance(m, QConv2d) for m in model.modules()):
         graph_model, qparams = to_deploy_model(model, "static")
@@ -71,16 +72,15 @@ def static_int8_graph(model: nn.Module, calibration: Sequence[torch.Tensor], *, 
         if ptq.act_equalization is not None:  # an exact rewrite of the FP net: before GPTQ sees its weights
             from quantsr.quant.equalize import equalize_activations_
 
-            equalize_activations_(graph_model, calibration, alpha=ptq.act_equalization, example=_example(max_side))
+            equalize_activations_(graph_model, calibration, alpha=ptq.act_equalization, example=example)
         if ptq.weight_rounding in ("gptq", "gptq_program"):  # the program pass refines eager GPTQ's codes
             from quantsr.quant.gptq import gptq_int8_weights_
 
-            split = _concat_split_inputs(graph_model, _example(max_side)) if ptq.split_concat_convs else {}
+            split = _concat_split_inputs(graph_model, example) if ptq.split_concat_convs else {}
             gptq_int8_weights_(graph_model, calibration, split_inputs=split, min_step=ptq.min_weight_step)
         graph_model = split_output_convs(graph_model)
         quantizer, split_concat = int8_quantizer(ptq), ptq.split_concat_convs
         program_gptq = ptq.weight_rounding == "gptq_program"
-    example = _example(max_side)
     ep = torch.export.export(graph_model, (example,), dynamic_shapes=_dynamic_shapes(True, max_side, min_side))
     module = pt2e_graph(ep, split_concat=split_concat)
     reference = copy.deepcopy(module) if program_gptq else None
