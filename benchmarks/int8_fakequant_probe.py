@@ -5,6 +5,10 @@ contains ``--only``. No PT2E, no graph: a quick bound on what each side costs.
 
     .venv/bin/python benchmarks/int8_fakequant_probe.py --model span --mode weights
     .venv/bin/python benchmarks/int8_fakequant_probe.py --model span --mode weights --only conv_cat
+    .venv/bin/python benchmarks/int8_fakequant_probe.py --model rlfn --mode activations --equalize 0.5
+
+``--equalize A`` first rescales the FP net's channels with activation equalization (``quantsr.quant.equalize``,
+an exact rewrite), to see what it moves between the two sides.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from torch import nn
 from quantsr import evaluate
 from quantsr.checkpoints.load import load_model
 from quantsr.export.pipeline import calibration_inputs
+from quantsr.quant.equalize import equalize_activations_
 from quantsr.quant.gptq import gptq_int8_weights_
 
 
@@ -66,10 +71,14 @@ def main() -> None:
                         help="weights: round to nearest, or GPTQ (quantsr.quant.gptq; transposed convs too)")
     parser.add_argument("--act-per-channel", action="store_true",
                         help="one range per input channel (a bound: XNNPACK quantizes activations per tensor)")
+    parser.add_argument("--equalize", type=float, default=None, metavar="ALPHA",
+                        help="activation equalization of the FP net first (quantsr.quant.equalize)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(None, model=args.model, scale=args.scale).eval()
+    if args.equalize is not None:
+        equalize_activations_(model, calibration_inputs(args.scale, 64), alpha=args.equalize)
     convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and (args.only or "") in n}
     ranges = input_ranges(model, convs, calibration_inputs(args.scale, 64, 8), args.act_per_channel)
     if args.rounding == "gptq" and args.mode in ("weights", "both"):
@@ -87,7 +96,7 @@ def main() -> None:
             conv.register_forward_pre_hook(
                 lambda m, inputs, lo=lo, hi=hi: (fake_quant(inputs[0], lo, hi, args.act_bits),))
     result = evaluate(model, args.sets, args.scale, progress=False, ssim=False)
-    print(args.model, args.mode, args.rounding, args.only or "all layers",
+    print(args.model, args.mode, args.rounding, args.only or "all layers", f"equalize {args.equalize}",
           {s.name: round(s.psnr, 3) for s in result.sets})
 
 

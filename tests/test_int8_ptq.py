@@ -68,7 +68,11 @@ def test_config_validates_and_recommends():
     assert Int8PTQConfig(float_nodes=["add_1"]).float_nodes == ("add_1",)
     assert isinstance(recommended_int8_config("imdn", 4), Int8PTQConfig)
     assert recommended_int8_config("span", 4).split_concat_convs
-    assert {recommended_int8_config(m, 4).weight_rounding for m in ("span", "imdn", "fsrcnn")} == {"gptq"}
+    assert {recommended_int8_config(m, 4).weight_rounding for m in ("imdn", "fsrcnn", "carn_m")} == {"gptq"}
+    assert {recommended_int8_config(m, 4).weight_rounding for m in ("span", "rlfn")} == {"gptq_program"}
+    # per scale where the sweeps differed: IMDN x2 equalized, x4 not
+    assert (recommended_int8_config("imdn", 2).act_equalization, recommended_int8_config("imdn", 4).act_equalization
+            ) == (0.5, None)
 
 
 class Fusion(nn.Module):

@@ -47,10 +47,10 @@ class Int8PTQConfig:
     # the weight observers' eps: no per-channel step below it, so a channel whose largest weight is under
     # 127 * 2^-12 = 0.031 uses fewer than 255 codes (stock; SPAN's conv_first: 11 of 28 channels, ~23 codes)
     min_weight_step: float = STOCK_MIN_STEP
-    # None: off; else the migration strength alpha of quantsr.quant.equalize (channel ranges of each activation
-    # between two convs rescaled toward one per-tensor step before rounding and calibration)
+    # None: off; else the migration strength alpha of quantsr.quant.equalize (the channel ranges of every
+    # exactly rescalable class of activations moved toward one per-tensor step before rounding and calibration)
     act_equalization: float | None = None
-    version: int = 4
+    version: int = 5  # 5: act_equalization rescales every class of quantsr.quant.scale_classes
 
     def __post_init__(self) -> None:
         if self.act_observer not in ACT_OBSERVERS:
@@ -67,21 +67,26 @@ class Int8PTQConfig:
 # (results in benchmarks/results/). Every architecture: GPTQ weight rounding (Set5 of the PT2E program +0.02 to
 # +0.41 dB over round-to-nearest; CARN-M x4 -0.006). SPAN x4: the cat before conv_cat shares one scale across
 # branches 100x apart: 25.51 dB on Set5 stock, 31.06 split (FP 31.74). IMDN x4: split changes nothing
-# (31.978 vs 31.976), so it keeps the stock graph. FSRCNN: activation equalization at alpha = 1 (benchmarks/
-# results/int8_equalize.json; Set5 x2 +0.87 dB, x4 +0.08; alpha 0.5: +0.34, +0.04); on the other nets it moved
-# Set5 by -0.02 to +0.035 at either alpha (CARN-M x2 at 1: -0.04), so they keep it off.
-_RECOMMENDED_INT8: dict[str, Int8PTQConfig] = {
-    "span": Int8PTQConfig(split_concat_convs=True, weight_rounding="gptq"),
-    "fsrcnn": Int8PTQConfig(weight_rounding="gptq", act_equalization=1.0),
+# (31.978 vs 31.976), so it keeps the stock graph. Activation equalization (benchmarks/results/
+# int8_equalize*.json, Set5 / Set14 of the PT2E program against GPTQ alone) where it gained >= 0.02 dB on both:
+# FSRCNN at alpha = 1 (x2 +1.07 / +0.56, x4 +0.07 / +0.03), IMDN x2 at 0.5 (+0.04 / +0.03); IMDN x4, RFDN,
+# CARN-M moved by at most +0.05 on one set and keep it off. Program GPTQ (benchmarks/results/int8_gptq_program
+# .json) where it gained >= 0.02 on both: RLFN (+0.27 / +0.13; with equalization at 0.5 as well only +0.22 /
+# +0.13, so RLFN keeps equalization off) and SPAN (+0.06 / +0.04).
+_RECOMMENDED_INT8: dict[tuple[str, int | None], Int8PTQConfig] = {
+    ("span", None): Int8PTQConfig(split_concat_convs=True, weight_rounding="gptq_program"),
+    ("fsrcnn", None): Int8PTQConfig(weight_rounding="gptq", act_equalization=1.0),
+    ("rlfn", None): Int8PTQConfig(weight_rounding="gptq_program"),
+    ("imdn", 2): Int8PTQConfig(weight_rounding="gptq", act_equalization=0.5),
 }
 _RECOMMENDED_DEFAULT = Int8PTQConfig(weight_rounding="gptq")
 
 
 def recommended_int8_config(model: str, scale: int) -> Int8PTQConfig:
-    """The int8 PTQ settings the library recommends for a registered architecture (stock ExecuTorch's, real
-    calibration images only, GPTQ-rounded weights, and what a sensitivity probe or an equalization sweep found
-    better)."""
-    return _RECOMMENDED_INT8.get(model, _RECOMMENDED_DEFAULT)
+    """The int8 PTQ settings the library recommends for a registered architecture at ``scale`` (stock
+    ExecuTorch's, real calibration images only, GPTQ-rounded weights, and what a sensitivity probe or an
+    equalization sweep found better)."""
+    return _RECOMMENDED_INT8.get((model, scale), _RECOMMENDED_INT8.get((model, None), _RECOMMENDED_DEFAULT))
 
 
 def int8_quantizer(config: Int8PTQConfig | None = None):

@@ -1,7 +1,8 @@
 """QuantSR+ low-bit quantization: the RBD weight quantizer and redistributed LSQ activation quantizer
 (``quantizers``), quantized layers (``layers``), ``quantize_(model, config)`` (``quantize``) with its configs
 (``configs``), the versioned recipe a low-bit checkpoint stores (``recipe``), PTQ baselines (``ptq``) and the int8
-PTQ passes on an FP net (``gptq``: GPTQ weight rounding; ``equalize``: activation equalization).
+PTQ passes on an FP net (``gptq``: GPTQ weight rounding; ``equalize``: activation equalization over the channel
+classes of ``scale_classes``).
 See docs/method.md, "RBD weight quantizer" and "Activation quantizer"."""
 from quantsr._lazy import lazy_exports
 

@@ -1,130 +1,63 @@
-"""Activation equalization for int8 PTQ: rescale the channels between two convs so that one per-tensor int8 step
-fits all of them (cross-layer equalization, Nagel et al. 2019, with SmoothQuant's migration strength).
+"""Activation equalization for int8 PTQ: rescale activation channels so that one per-tensor int8 step fits all of
+them (cross-layer equalization, Nagel et al. 2019, with SmoothQuant's migration strength), on every chain of ops
+that carries a per-channel factor exactly: conv -> activation -> conv, and the residual streams, attention
+branches and concatenations of the distillation nets (:mod:`quantsr.quant.scale_classes` finds them).
 
 XNNPACK quantizes every activation with one step per tensor, so a channel whose values span 0.1 next to one that
 spans 10 is left with a few codes (the probe of issue 14: per-tensor conv inputs cost FSRCNN x2 0.63 dB on Set5
-where per-channel ranges would cost 0.22). Where a conv's output reaches the next convs only through a positively
-homogeneous activation (ReLU, PReLU, LeakyReLU: ``f(t x) = t f(x)`` for ``t > 0``), dividing output channel ``i``
-of the producer (its weight row and bias) by ``t_i`` and multiplying input column ``i`` of every consumer by
-``t_i`` leaves the FP network's function unchanged, and the activation's channel ranges become ``r_i / t_i``.
+where per-channel ranges would cost 0.22). Dividing a class of channels by ``t`` (its writer convs' rows and
+biases) and multiplying the input columns of the convs that read it by ``t`` leaves the FP network's function
+unchanged, and the channel ranges of every int8 tensor in the class become ``r / t``.
 
-``t_i = r_i^alpha / w_i^(1 - alpha)`` (SmoothQuant's form, here moving range *into* the weights): ``r_i`` is the
-channel's range on the calibration images, ``w_i`` the consumers' largest weight on that input column. ``alpha =
-1`` makes every channel's range equal (the per-channel bound) and leaves the whole spread to the consumers'
-per-output-channel weight steps; ``alpha = 0.5`` splits it. The producer's per-output-channel weight step scales
-with its row, so its rounding is unaffected. The scales are normalised to geometric mean 1, so weights keep their
-magnitude and stay above the weight observer's step floor.
-
-Only exact rewrites are made: the producer's output must feed nothing but the activation, the activation nothing
-but convs (as their input), and a weight-shared conv (CARN-M) is equalized only if every call of it sits in the
-same pattern.
+``t = r^alpha / w^(1 - alpha)`` (SmoothQuant's form, here moving range *into* the weights): ``r`` is the class's
+largest channel range over its int8 tensors on the calibration images, ``w`` the readers' largest weight on its
+input columns. ``alpha = 1`` makes the ranges equal (the per-channel bound, for a class of one tensor) and leaves
+the whole spread to the readers' per-output-channel weight steps; ``alpha = 0.5`` splits it. A writer's
+per-output-channel weight step scales with its row, so its rounding is unaffected. The factors are normalised to
+geometric mean 1 over the classes that share a tensor, so weights keep their magnitude and stay above the weight
+observer's step floor; a dead channel (range or weights under 1e-4 of its tensor's largest) keeps ``t = 1``.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import fx, nn
 
-__all__ = ["EqualizationPair", "equalizable_pairs", "equalize_activations_"]
+from quantsr.quant.scale_classes import ScaleClass, scale_classes
 
-_ACTIVATIONS = {"relu": "relu", "relu_": "relu", "prelu": "prelu", "_prelu_kernel": "prelu",
-                "leaky_relu": "leaky_relu", "leaky_relu_": "leaky_relu"}
-_CONVS = ("conv2d", "conv_transpose2d")
-_MIN_RELATIVE = 1e-4  # a channel (or weight column) below this fraction of the largest keeps t = 1: a dead channel
+__all__ = ["equalize_activations_", "node_channel_ranges"]
 
-
-@dataclass(frozen=True)
-class EqualizationPair:
-    """A conv whose output channels can be rescaled: ``producer`` -> ``activation`` ("relu", "prelu",
-    "leaky_relu") -> the convs ``consumers`` (module names), which take that activation as their input."""
-
-    producer: str
-    activation: str
-    consumers: tuple[str, ...]
+_MIN_RELATIVE = 1e-4
 
 
-def _op(node: fx.Node) -> str:
-    if node.op != "call_function":
-        return ""
-    return str(node.target).split(".")[-2] if str(node.target).count(".") >= 2 else str(node.target)
-
-
-def _layer(node: fx.Node) -> str | None:
-    """The module name of a conv node of an exported graph (its weight's attribute path), else None."""
-    if _op(node) not in _CONVS:
-        return None
-    weight = node.args[1] if len(node.args) > 1 else None
-    if isinstance(weight, fx.Node) and weight.op == "get_attr" and str(weight.target).endswith(".weight"):
-        return str(weight.target)[: -len(".weight")]
-    return None
-
-
-def _site(conv: fx.Node) -> tuple[str, tuple[str, ...]] | None:
-    """(activation, consumer layers) if ``conv``'s output reaches only convs through one homogeneous activation."""
-    users = list(conv.users)
-    if len(users) != 1 or _op(users[0]) not in _ACTIVATIONS:
-        return None
-    act = users[0]
-    consumers = list(act.users)
-    if not consumers or any(_layer(c) is None or c.args[0] is not act or act in c.args[1:] for c in consumers):
-        return None
-    return _ACTIVATIONS[_op(act)], tuple(sorted({_layer(c) for c in consumers}))
-
-
-def equalizable_pairs(model: nn.Module, example: torch.Tensor) -> list[EqualizationPair]:
-    """Every producer -> activation -> consumers pattern of ``model`` (from an export on ``example``) whose
-    rescaling is exact, in forward order."""
-    graph = torch.export.export(model, (example,)).module().graph
-    modules = dict(model.named_modules())
-    calls: dict[str, list[fx.Node]] = {}
-    for node in graph.nodes:
-        name = _layer(node)
-        if name is not None:
-            calls.setdefault(name, []).append(node)
-    pairs: list[EqualizationPair] = []
-    fed_by: dict[str, set[str]] = {}  # consumer -> the producers whose pattern feeds it
-    for name, nodes in calls.items():
-        sites = {_site(n) for n in nodes}
-        if len(sites) != 1 or None in sites or not isinstance(modules.get(name), nn.Conv2d):
-            continue
-        act, consumers = sites.pop()
-        if all(isinstance(modules.get(c), (nn.Conv2d, nn.ConvTranspose2d)) and c != name for c in consumers):
-            pairs.append(EqualizationPair(name, act, consumers))
-            for c in consumers:
-                fed_by.setdefault(c, set()).add(name)
-    # a consumer must take its input from this producer at every one of its calls, and from no other producer
-    def fed_only_by(consumer: str, producer: str) -> bool:
-        return fed_by[consumer] == {producer} and all(
-            _op(n.args[0]) in _ACTIVATIONS and _layer(n.args[0].args[0]) == producer for n in calls[consumer])
-    return [p for p in pairs if all(fed_only_by(c, p.producer) for c in p.consumers)]
-
-
-def _channel_ranges(model: nn.Module, pairs: Sequence[EqualizationPair],
-                    batches: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Each producer's per-channel range on ``batches``: ``max - min(min, 0)`` of the tensor(s) int8 will hold
-    (after a fused ReLU; before PReLU / LeakyReLU, whose input is quantized too)."""
-    modules = dict(model.named_modules())
+def node_channel_ranges(model: nn.Module, names: set[str],
+                        batches: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per-channel ``max(max, 0) - min(min, 0)`` over ``batches`` of the named nodes' outputs in the export of
+    ``model`` (what an int8 range must cover). An export is specialised to its input's shape, so each shape of
+    batch gets its own; their node names are the same."""
     ranges: dict[str, torch.Tensor] = {}
 
-    def hook_for(pair: EqualizationPair):
-        def hook(_module, _inputs, out):
-            y = out.detach().transpose(0, 1).flatten(1)
-            if pair.activation == "relu":
-                y = y.clamp_min(0)
-            r = y.amax(1) - y.amin(1).clamp_max(0)
-            ranges[pair.producer] = torch.maximum(ranges[pair.producer], r) if pair.producer in ranges else r
-        return hook
+    class Recorder(fx.Interpreter):
+        def run_node(self, n):
+            out = super().run_node(n)
+            if n.name in names and isinstance(out, torch.Tensor):
+                y = out.detach().transpose(0, 1).flatten(1)
+                r = y.amax(1).clamp_min(0) - y.amin(1).clamp_max(0)
+                ranges[n.name] = torch.maximum(ranges[n.name], r) if n.name in ranges else r
+            return out
 
-    handles = [modules[p.producer].register_forward_hook(hook_for(p)) for p in pairs]
-    try:
-        with torch.no_grad():
-            for batch in batches:
-                model(batch)
-    finally:
-        for handle in handles:
-            handle.remove()
+    exported: dict[tuple[int, ...], fx.GraphModule] = {}
+    with torch.no_grad():
+        for batch in batches:
+            shape = tuple(batch.shape)
+            if shape not in exported:
+                exported[shape] = torch.export.export(model, (batch,)).module()
+            Recorder(exported[shape]).run(batch)
+    missing = names - ranges.keys()
+    if missing:
+        raise RuntimeError(f"the export of the calibration batches has no node {sorted(missing)[0]!r}: "
+                           "the model's graph depends on its input's shape")
     return ranges
 
 
@@ -134,53 +67,87 @@ def _column_max(conv: nn.Module) -> torch.Tensor:
     if isinstance(conv, nn.ConvTranspose2d):
         return w.flatten(1).amax(1)
     groups = conv.groups
-    per_group = w.reshape(groups, w.shape[0] // groups, w.shape[1], -1).amax(dim=(1, 3))
-    return per_group.reshape(-1)
+    return w.reshape(groups, w.shape[0] // groups, w.shape[1], -1).amax(dim=(1, 3)).reshape(-1)
 
 
-def _scale_inputs_(conv: nn.Module, t: torch.Tensor) -> None:
+def _scale_column_(conv: nn.Module, column: int, factor: float) -> None:
     w = conv.weight.data
     if isinstance(conv, nn.ConvTranspose2d):
-        w.mul_(t.view(-1, 1, 1, 1))
+        w[column].mul_(factor)
         return
-    groups = conv.groups
-    view = w.view(groups, w.shape[0] // groups, w.shape[1], *w.shape[2:])
-    view.mul_(t.view(groups, 1, w.shape[1], 1, 1))
+    per_group_in, per_group_out = w.shape[1], w.shape[0] // conv.groups
+    group = column // per_group_in
+    w[group * per_group_out:(group + 1) * per_group_out, column % per_group_in].mul_(factor)
 
 
-def _keep_dead(values: torch.Tensor) -> torch.Tensor:
-    """Mask of the entries too small to rescale from (a dead channel, an all-zero column)."""
-    return values <= _MIN_RELATIVE * values.max().clamp_min(torch.finfo(values.dtype).tiny)
+def _components(classes: Sequence[ScaleClass]) -> list[list[int]]:
+    """Indices of classes grouped by the tensors they share (each group normalised on its own)."""
+    owner: dict[str, int] = {}
+    parent = list(range(len(classes)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, cls in enumerate(classes):
+        for name in cls.nodes:
+            if name in owner:
+                parent[find(i)] = find(owner[name])
+            else:
+                owner[name] = i
+    groups: dict[int, list[int]] = {}
+    for i in range(len(classes)):
+        groups.setdefault(find(i), []).append(i)
+    return list(groups.values())
+
+
+def _factors(classes: Sequence[ScaleClass], ranges: dict[str, torch.Tensor], modules: dict[str, nn.Module],
+             alpha: float) -> list[float]:
+    columns = {layer: _column_max(modules[layer]) for cls in classes for layer, _, _ in cls.readers}
+    r = torch.tensor([max((float(ranges[n][c]) for n, c in cls.members), default=0.0) for cls in classes],
+                     dtype=torch.float64)
+    w = torch.tensor([max((float(columns[layer][c]) for layer, c, k in cls.readers if k == 1), default=0.0)
+                      for cls in classes], dtype=torch.float64)
+    t = torch.ones(len(classes), dtype=torch.float64)
+    for group in _components(classes):
+        idx = torch.tensor(group)
+        rg, wg = r[idx], w[idx]
+        live = (rg > _MIN_RELATIVE * rg.max()) & (wg > _MIN_RELATIVE * wg.max())
+        if not live.any():
+            continue
+        tg = rg[live] ** alpha / wg[live] ** (1 - alpha)
+        t[idx[live]] = tg / tg.log().mean().exp()
+    return t.tolist()
 
 
 def equalize_activations_(model: nn.Module, batches: Sequence[torch.Tensor], alpha: float = 0.5,
                           example: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """Rescale ``model`` in place (its FP function unchanged up to float rounding) so that each equalizable
-    activation's channel ranges are ``r_i / t_i`` (module docstring); returns each producer's ``t``. ``batches``:
-    calibration images, as for the PT2E calibration."""
+    """Rescale ``model`` in place (its FP function unchanged up to float rounding) so that each rescalable
+    class's channel ranges become ``r / t`` (module docstring); returns each writer conv's per-row ``t`` (1 on
+    rows left alone). ``batches``: calibration images, as for the PT2E calibration; ``example``: the input the
+    graph is traced with (default: the first image)."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     model.eval()
     example = batches[0][:1] if example is None else example
-    pairs = equalizable_pairs(model, example)
-    ranges = _channel_ranges(model, pairs, batches)
+    graph_module = torch.export.export(model, (example,)).module()
     modules = dict(model.named_modules())
-    scales: dict[str, torch.Tensor] = {}
+    classes = scale_classes(graph_module.graph, modules)
+    ranges = node_channel_ranges(model, {n for cls in classes for n, _ in cls.members}, batches)
+    factors = _factors(classes, ranges, modules, alpha)
+    rows: dict[str, torch.Tensor] = {}
     with torch.no_grad():
-        for pair in pairs:
-            r = ranges[pair.producer].double()
-            w = torch.stack([_column_max(modules[c]).double() for c in pair.consumers]).amax(0)
-            dead = _keep_dead(r) | _keep_dead(w)
-            t = torch.where(dead, 1.0, r.clamp_min(1e-30) ** alpha / w.clamp_min(1e-30) ** (1 - alpha))
-            live = ~dead
-            if live.any():
-                t[live] /= t[live].log().mean().exp()
-            t = t.float()
-            producer = modules[pair.producer]
-            producer.weight.data.div_(t.view(-1, 1, 1, 1))
-            if producer.bias is not None:
-                producer.bias.data.div_(t)
-            for consumer in pair.consumers:
-                _scale_inputs_(modules[consumer], t)
-            scales[pair.producer] = t
-    return scales
+        for cls, t in zip(classes, factors):
+            if t == 1.0:
+                continue
+            for layer, row in cls.writers:
+                conv = modules[layer]
+                conv.weight.data[row].div_(t)
+                if conv.bias is not None:
+                    conv.bias.data[row].div_(t)
+                rows.setdefault(layer, torch.ones(conv.weight.shape[0]))[row] = t
+            for layer, column, k in cls.readers:
+                _scale_column_(modules[layer], column, t ** k)
+    return rows
