@@ -8,7 +8,10 @@ multiplying its input column by ``t``. So the channels fall into classes, each o
 such ops, that take one factor together: the residual stream of RLFN or IMDN is one class per channel, from
 ``conv_first`` through every block's residual add to the upsampler's conv. A class is rescalable when every member
 is produced by a conv row (a writer) or by such an op, and read only by convs or such ops: a class that reaches
-the network's input or output, a sigmoid, a pixel shuffle or any other op is left alone.
+the network's input or output, a sigmoid, a pixel shuffle or any other op is left alone, and so is one that an op
+joins to something untracked (a buffer in a concat, a mean down to a vector). A conv call is a writer only when
+it runs its module's own weight, bias and groups (a weight tied across modules, a functional call with another
+bias: its rows are not the call's alone); a weight used by both a conv and a transposed conv pins both sides.
 
 Powers are tracked as exponents (weighted union-find on ``log t``): IMDN's contrast statistic
 ``sqrt(mean((x - mean(x))^2))`` carries the factor of ``x`` again, so its channel attention keeps its function.
@@ -136,6 +139,13 @@ def scale_classes(graph: fx.Graph, modules: dict[str, torch.nn.Module]) -> list[
             return True
         return False
 
+    def tie_or_pin(node, inputs, ties) -> None:
+        """Join each (a, b, ratio) pair; if a rule does not apply (``ties`` None) or a pair cannot be joined
+        (a width differs, an operand is untracked), pin the node and all its inputs instead."""
+        if ties is None or not all(same(a, b, ratio) for a, b, ratio in ties):
+            for a in [node, *inputs]:
+                pin_all(a)
+
     writers: dict[int, tuple[str, int]] = {}
     readers: list[tuple[int, str, int]] = []
     conv_calls: dict[str, list[fx.Node]] = {}
@@ -151,67 +161,95 @@ def scale_classes(graph: fx.Graph, modules: dict[str, torch.nn.Module]) -> list[
             continue
         layer = conv_layer_name(node)
         if layer is not None:
-            x = args[0]
             conv_calls.setdefault(layer, []).append(node)
-            if op == "conv2d" and isinstance(modules.get(layer), torch.nn.Conv2d) and node in base:
+            module, x = modules.get(layer), args[0]
+            is_writer, is_reader = _conv_roles(node, op, layer, module)
+            if is_writer and node in base:
                 for c in range(width[node]):
                     writers[base[node] + c] = (layer, c)
             else:
                 pin_all(node)
-            grouped_transposed = op == "conv_transpose2d" and getattr(modules.get(layer), "groups", 1) != 1
-            if x in base and not grouped_transposed:
+            if is_reader and x in base:
                 readers.extend((base[x] + c, layer, c) for c in range(width[x]))
             else:
                 pin_all(x)
             continue
-        if op in _EQUIVARIANT or (op == "clamp_min" and 0 <= float(args[1]) <= _MAX_CLAMP):
-            if not same(args[0], node):
-                for a in [node, *inputs]:
-                    pin_all(a)
-        elif (op in ("add", "sub") and len(inputs) == 2 and len(args) == 2 and node.kwargs.get("alpha", 1) == 1
-              and same(args[0], args[1])):
-            same(node, args[0])
-        elif op == "mean" and len(args) > 1 and args[1] and 1 not in [_dim(d, args[0]) for d in args[1]]:
-            same(args[0], node)
-        elif op == "pow" and isinstance(args[1], (int, float)) and args[1] > 0:
-            same(node, args[0], float(args[1]))
-        elif op == "sqrt":
-            same(node, args[0], 0.5)
-        elif op in ("mul", "div") and _scaled_by_constant(node, base):
-            same(node, args[0] if args[0] in base else args[1])
-        elif op == "mul" and len(inputs) == 2 and any(op_name(g) in _GATES for g in inputs):
-            data, gate = (args[0], args[1]) if op_name(args[1]) in _GATES else (args[1], args[0])
-            if op_name(gate) in _GATES and op_name(data) not in _GATES and same(node, data):
-                pin_all(gate)
-            else:
-                for a in [node, *inputs]:
-                    pin_all(a)
-        elif op == "cat" and _dim(args[1] if len(args) > 1 else 0, node) == 1 and node in base:
+        if op == "cat" and node in base and _dim(args[1] if len(args) > 1 else 0, node) == 1:
+            parts = list(args[0])
+            if not all(p in base for p in parts) or sum(width[p] for p in parts) != width[node]:
+                tie_or_pin(node, inputs, None)
+                continue
             offset = 0
-            for part in args[0]:
-                if part not in base:
-                    pin_all(node)
-                    break
+            for part in parts:
                 for c in range(width[part]):
                     uf.union(base[node] + offset + c, base[part] + c)
                 offset += width[part]
         elif op == "slice" and node in base and args[0] in base and _dim(args[1], node) == 1:
+            full = width[args[0]]
             start = args[2] if len(args) > 2 and args[2] is not None else 0
+            start = max(start + full, 0) if start < 0 else min(start, full)
             step = args[4] if len(args) > 4 else 1
-            start = start + width[args[0]] if start < 0 else start
+            if start + (width[node] - 1) * step >= full:
+                tie_or_pin(node, inputs, None)
+                continue
             for c in range(width[node]):
                 uf.union(base[node] + c, base[args[0]] + start + c * step)
-        elif op == "slice" and node in base and not same(node, args[0]):
-            pin_all(node)
+        elif op == "mul" and len(inputs) == 2 and any(op_name(g) in _GATES for g in inputs):
+            data, gate = (args[0], args[1]) if op_name(args[1]) in _GATES else (args[1], args[0])
+            ok = op_name(gate) in _GATES and op_name(data) not in _GATES
+            tie_or_pin(node, inputs, [(node, data, 1.0)] if ok else None)
+            pin_all(gate)
         else:
-            for a in [node, *inputs]:
-                pin_all(a)
+            tie_or_pin(node, inputs, _ties(node, op, base))
     # a weight-shared conv: every call divides row o (and scales column c) by the same factor
     for calls in conv_calls.values():
+        if len({op_name(c) for c in calls}) != 1:  # one weight in a conv and a transposed conv: rows are columns
+            for c in calls:
+                pin_all(c)
+                pin_all(c.args[0])
+            continue
         for a, b in zip(calls, calls[1:]):
-            same(a, b)
-            same(a.args[0], b.args[0])
+            tie_or_pin(a, [b], [(a, b, 1.0)])
+            tie_or_pin(a.args[0], [b.args[0]], [(a.args[0], b.args[0], 1.0)])
     return _collect(graph, uf, base, width, writers, readers)
+
+
+def _conv_roles(node: fx.Node, op: str, layer: str, module) -> tuple[bool, bool]:
+    """(may its output rows be divided, may its input columns be multiplied) for a conv call of ``layer``: only
+    if the module is the kind the call runs with the call's groups, and (rows) the call adds the module's own
+    bias, so that the module's parameters are exactly the call's."""
+    kind = torch.nn.Conv2d if op == "conv2d" else torch.nn.ConvTranspose2d
+    groups = node.args[6] if len(node.args) > 6 else node.kwargs.get("groups", 1)
+    if not isinstance(module, kind) or groups != module.groups:
+        return False, False
+    bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
+    own_bias = (bias is None and module.bias is None) or (
+        isinstance(bias, fx.Node) and bias.op == "get_attr" and bias.target == f"{layer}.bias")
+    # a transposed conv's output rows are spread over its weight's second axis: it is never a writer
+    return op == "conv2d" and own_bias, op == "conv2d" or module.groups == 1
+
+
+def _ties(node: fx.Node, op: str, base: dict) -> list[tuple] | None:
+    """The (a, b, ratio) pairs an op joins (``log t[a] = ratio * log t[b]`` channel by channel), or None if it
+    does not carry a per-channel factor."""
+    args, kwargs = node.args, node.kwargs
+    if op in _EQUIVARIANT:
+        return [(args[0], node, 1.0)]
+    if op == "clamp_min" and isinstance(args[1], (int, float)) and 0 <= args[1] <= _MAX_CLAMP:
+        return [(args[0], node, 1.0)]
+    if op in ("add", "sub") and len(args) == 2 and all(a in base for a in args) and kwargs.get("alpha", 1) == 1:
+        return [(args[0], args[1], 1.0), (node, args[0], 1.0)]
+    if op == "mean" and len(args) > 1 and args[1] and 1 not in [_dim(d, args[0]) for d in args[1]]:
+        return [(args[0], node, 1.0)]
+    if op == "pow" and isinstance(args[1], (int, float)) and args[1] > 0:
+        return [(node, args[0], float(args[1]))]
+    if op == "sqrt":
+        return [(node, args[0], 0.5)]
+    if op == "slice" and _dim(args[1], node) != 1:  # a crop in batch or space
+        return [(args[0], node, 1.0)]
+    if op in ("mul", "div") and "rounding_mode" not in kwargs and _scaled_by_constant(node, base):
+        return [(node, args[0] if args[0] in base else args[1], 1.0)]
+    return None
 
 
 def _scaled_by_constant(node: fx.Node, base: dict) -> bool:
