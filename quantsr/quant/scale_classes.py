@@ -72,15 +72,13 @@ class _Classes:
         self.parent: list[int] = []
         self.exp: list[float] = []
         self.pinned: list[bool] = []
-        self.key: list[tuple[str, int]] = []
 
-    def add(self, node: str, channels: int) -> int:
+    def add(self, channels: int) -> int:
         base = len(self.parent)
         for c in range(channels):
             self.parent.append(base + c)
             self.exp.append(1.0)
             self.pinned.append(False)
-            self.key.append((node, c))
         return base
 
     def find(self, e: int) -> tuple[int, float]:
@@ -124,7 +122,7 @@ def scale_classes(graph: fx.Graph, modules: dict[str, torch.nn.Module]) -> list[
     for node in graph.nodes:
         c = _channels(node)
         if node.op in ("call_function", "placeholder") and c is not None:
-            base[node] = uf.add(node.name, c)
+            base[node] = uf.add(c)
     width = {n: _channels(n) for n in base}
 
     def pin_all(node) -> None:
@@ -211,7 +209,7 @@ def scale_classes(graph: fx.Graph, modules: dict[str, torch.nn.Module]) -> list[
         for a, b in zip(calls, calls[1:]):
             tie_or_pin(a, [b], [(a, b, 1.0)])
             tie_or_pin(a.args[0], [b.args[0]], [(a.args[0], b.args[0], 1.0)])
-    return _collect(graph, uf, base, width, writers, readers)
+    return _collect(uf, base, width, writers, readers)
 
 
 def _conv_roles(node: fx.Node, op: str, layer: str, module) -> tuple[bool, bool]:
@@ -268,7 +266,7 @@ def _dim(dim, node: fx.Node) -> int:
     return dim % val.dim() if isinstance(val, torch.Tensor) else dim
 
 
-def _collect(graph, uf: _Classes, base, width, writers, readers) -> list[ScaleClass]:
+def _collect(uf: _Classes, base, width, writers, readers) -> list[ScaleClass]:
     fused = {n for n in base if len(n.users) == 1 and op_name(next(iter(n.users))) in _FUSED_INTO_PRODUCER}
     groups: dict[int, dict] = {}
 
