@@ -121,3 +121,43 @@ def test_skip_blocks_slims_statically_and_checks_the_index():
     assert [b.is_skipped for b in slimmable_blocks(net)] == [False, True, False]
     with pytest.raises(ValueError, match="block 5 does not exist"):
         build_quantized_(create_model("edsr", scale=2, num_block=3, num_feat=8), QuantRecipe(skip_blocks=(5,)))
+
+
+def test_output_distillation_trains_a_model_without_a_residual_body(rgb_folder, tmp_path):
+    # CARN-M's body is a cascade, not a list of residual blocks: SFD has no features to take, L1 to the teacher's
+    # output does.
+    torch.manual_seed(0)
+    teacher = create_model("carn_m", scale=2, num_feat=8)
+    recipe = QuantRecipe(w_bits=4, a_bits=8, head_tail_bits=8, weight_granularity="per_channel")
+    train = TrainRecipe(iterations=2, batch_size=2, lr_patch=8, val_every=0, distill_target="output",
+                        train_dirs=[str(rgb_folder)], val_sets=[str(rgb_folder)])
+    card = quantize_checkpoint(teacher, "carn_m", 2, recipe, train, tmp_path / "run", model_kwargs={"num_feat": 8},
+                               progress=False, eval_sets=(str(rgb_folder),))
+    assert card["iterations"] == 2 and card["distillation"] == "output L1"
+
+
+def test_sfd_without_a_residual_body_is_refused_before_the_start(rgb_folder, tmp_path, monkeypatch):
+    import quantsr.qat.pipeline as pipeline
+
+    def no_start(*args, **kwargs):
+        raise AssertionError("the student's start ran before the loss was checked")
+
+    monkeypatch.setattr(pipeline, "initialize_student_", no_start)
+    teacher = create_model("carn_m", scale=2, num_feat=8)
+    train = TrainRecipe(iterations=2, batch_size=2, lr_patch=8, train_dirs=[str(rgb_folder)])
+    with pytest.raises(ValueError, match="--distill-target output"):
+        quantize_checkpoint(teacher, "carn_m", 2, QuantRecipe(), train, tmp_path / "run", progress=False)
+    with pytest.raises(ValueError, match="distill_target"):
+        TrainRecipe(distill_target="logits")
+
+
+def test_output_distill_loss_adds_the_distance_to_the_teachers_output():
+    from quantsr.qat.output_distill import OutputDistillLoss
+
+    teacher = torch.nn.Upsample(scale_factor=2)
+    lr, hr = torch.rand(1, 3, 4, 4), torch.rand(1, 3, 8, 8)
+    sr = torch.rand(1, 3, 8, 8, requires_grad=True)
+    loss = OutputDistillLoss(0.5)(sr, hr, lr=lr, teacher=teacher)
+    expected = (sr - hr).abs().mean() + 0.5 * (sr - teacher(lr)).abs().mean()
+    assert loss.item() == pytest.approx(expected.item())
+    assert OutputDistillLoss(0.5)(sr, hr).item() == pytest.approx((sr - hr).abs().mean().item())

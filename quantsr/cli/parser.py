@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rest-int8", dest="rest_int8", action="store_const", const=True,
                    help="head/tail/upsampler int8 instead of FP32")
     p.add_argument("--no-distill", dest="distill", action="store_const", const=False, help="L1 only, no SFD")
+    p.add_argument("--distill-target", dest="distill_target", choices=["features", "output"],
+                   help="what the student learns from its FP teacher: features (SFD, the paper's, default; needs "
+                        "a body of residual blocks) or output (L1 to the teacher's output; any architecture)")
     p.add_argument("--concat-steps", dest="concat_steps", action="store_const", const=True,
                    help="one activation step per branch at the input of each conv over a concat (fusion convs)")
     p.add_argument("--qsa-keep", dest="qsa_keep", type=int, help="QSA: slim the body to this many blocks")

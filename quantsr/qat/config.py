@@ -8,14 +8,18 @@ from typing import Any
 
 from quantsr.train.trainer import default_milestones
 
-__all__ = ["INITS", "PRESETS", "TrainRecipe"]
+__all__ = ["DISTILL_TARGETS", "INITS", "PRESETS", "TrainRecipe"]
 
 INITS = ("lsq", "mse", "block")
+DISTILL_TARGETS = ("features", "output")
 
 
 @dataclass
 class TrainRecipe:
-    distill: bool = True  # SFD feature loss on top of L1
+    distill: bool = True  # a teacher term on top of L1 to HR
+    # "features": SFD (the paper's; needs a body of residual blocks), weight distill_weight; "output": L1 to the
+    # teacher's output, weight 1 (any architecture; quantsr.qat.output_distill)
+    distill_target: str = "features"
     distill_weight: float = 1e-4
     iterations: int = 10000
     batch_size: int = 16
@@ -42,6 +46,9 @@ class TrainRecipe:
     def __post_init__(self) -> None:
         if self.init not in INITS:
             raise ValueError(f"training recipe: init must be one of {INITS}, got {self.init!r}")
+        if self.distill_target not in DISTILL_TARGETS:
+            raise ValueError(f"training recipe: distill_target must be one of {DISTILL_TARGETS}, "
+                             f"got {self.distill_target!r}")
         if self.init_samples < 1 or self.init_iterations < 0:
             raise ValueError("training recipe: init_samples must be >= 1 and init_iterations >= 0, got "
                              f"{self.init_samples} and {self.init_iterations}")

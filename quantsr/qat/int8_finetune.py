@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 
 from quantsr.data.datasets import BenchmarkSet
+from quantsr.qat.output_distill import OutputDistillLoss
 from quantsr.quant.int8_graph import program_signature
-from quantsr.train.trainer import TeacherLoss, TrainConfig, Trainer, TrainHistory
+from quantsr.train.trainer import TrainConfig, Trainer, TrainHistory
 
 __all__ = ["Int8FinetuneRecipe", "OutputDistillLoss", "finetune_int8"]
 
@@ -39,23 +39,6 @@ class Int8FinetuneRecipe:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class OutputDistillLoss(TeacherLoss):
-    """``L1(sr, hr) + w * L1(sr, teacher(lr))``: the teacher's output is a denser target than the HR patch alone."""
-
-    def __init__(self, weight: float = 1.0) -> None:
-        super().__init__()
-        self.weight = weight
-
-    def forward(self, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor | None = None,
-                model: nn.Module | None = None, teacher: nn.Module | None = None) -> torch.Tensor:
-        loss = F.l1_loss(sr, hr)
-        if teacher is not None and self.weight and lr is not None:
-            with torch.no_grad():
-                target = teacher(lr)
-            loss = loss + self.weight * F.l1_loss(sr, target)
-        return loss
 
 
 def finetune_int8(program: fx.GraphModule, teacher: nn.Module, data, recipe: Int8FinetuneRecipe, *,

@@ -16,7 +16,9 @@ from quantsr.checkpoints.format import checkpoint_metadata, parse_metadata
 from quantsr.data.datasets import BenchmarkSet, PatchDataset, default_data_root
 from quantsr.eval.evaluate import evaluate
 from quantsr.eval.opcount import profile
+from quantsr.models.slimmable import block_container
 from quantsr.qat.config import TrainRecipe
+from quantsr.qat.output_distill import OutputDistillLoss
 from quantsr.qat.qsa import QSAScheduler
 from quantsr.qat.reconstruct import ReconstructionConfig, reconstruct_
 from quantsr.qat.sfd import SFDLoss
@@ -93,6 +95,28 @@ def initialize_student_(student: nn.Module, teacher: nn.Module, data: PatchDatas
     return info
 
 
+def _check_sfd_body(teacher: nn.Module, model: str) -> None:
+    try:
+        block_container(teacher)
+    except ValueError:
+        raise ValueError(f"SFD distils the features of a body of residual blocks, which {model} has not; pass "
+                         "--distill-target output (L1 to the teacher's output) or --no-distill") from None
+
+
+def _loss(student: nn.Module, train: TrainRecipe) -> nn.Module:
+    if not train.distill:
+        return nn.L1Loss()
+    if train.distill_target == "output":
+        return OutputDistillLoss(1.0)
+    return SFDLoss(student, weight=train.distill_weight)
+
+
+def _distillation_name(train: TrainRecipe) -> str | None:
+    if not train.distill:
+        return None
+    return "output L1" if train.distill_target == "output" else "SFD"
+
+
 def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: QuantRecipe, train: TrainRecipe,
                         out_dir: str | Path, *, model_kwargs: dict | None = None, teacher_source: str = "",
                         resume: bool = False, progress: bool = True, saved_run: dict | None = None,
@@ -116,6 +140,8 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
     if resuming:  # checked before anything is built, so a refused resume costs nothing
         for line in check_resume(last, recipe, train, teacher_source, ckpt=saved):
             print(f"resuming {last}: {line}")
+    if train.distill and train.distill_target == "features":  # before the start, which can take minutes
+        _check_sfd_body(teacher, model)
     torch.manual_seed(train.seed)
     teacher = teacher.eval()
     student = make_student(teacher, recipe)
@@ -130,7 +156,7 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
     else:  # on every rank alike (DDP starts every rank from rank 0's weights anyway); rank 0 reports it
         init_info = initialize_student_(student, teacher, data, recipe, train,
                                         val_sets if context.is_main else [], progress=progress, device=device)
-    loss = SFDLoss(student, weight=train.distill_weight) if train.distill else nn.L1Loss()
+    loss = _loss(student, train)
     optimizer = torch.optim.Adam(param_groups(student, train), lr=train.lr, betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=train.schedule(), gamma=0.5)
     callbacks = []
@@ -170,7 +196,7 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
         "architecture": model, "scale": scale, "model_kwargs": model_kwargs,
         "bits": {"weights": recipe.w_bits, "activations": recipe.a_bits,
                  "head_tail": recipe.head_tail_bits, "weight_quantizer": recipe.weight_quantizer},
-        "teacher": teacher_source, "distillation": "SFD" if train.distill else None, "init": init_info,
+        "teacher": teacher_source, "distillation": _distillation_name(train), "init": init_info,
         "qsa": None if qsa is None else {"kept_blocks": recipe.qsa_keep,
                                          "events": [asdict(e) for e in qsa.events]},
         "data": {"train": train_dirs, "lr_patch": train.lr_patch, "batch_size": train.batch_size},
