@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import fx, nn
 
-from quantsr.quant.scale_classes import ScaleClass, scale_classes
+from quantsr.quant.scale_classes import ScaleClass, WeightedUnionFind, scale_classes
 
 __all__ = ["equalize_activations_", "node_channel_ranges"]
 
@@ -83,23 +83,17 @@ def _scale_column_(conv: nn.Module, column: int, factor: float) -> None:
 def _components(classes: Sequence[ScaleClass]) -> list[list[int]]:
     """Indices of classes grouped by the tensors they share (each group normalised on its own)."""
     owner: dict[str, int] = {}
-    parent = list(range(len(classes)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    uf = WeightedUnionFind()
+    uf.add(len(classes))
     for i, cls in enumerate(classes):
         for name in cls.nodes:
             if name in owner:
-                parent[find(i)] = find(owner[name])
+                uf.union(i, owner[name])
             else:
                 owner[name] = i
     groups: dict[int, list[int]] = {}
     for i in range(len(classes)):
-        groups.setdefault(find(i), []).append(i)
+        groups.setdefault(uf.find(i)[0], []).append(i)
     return list(groups.values())
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import fx
 
-__all__ = ["ScaleClass", "conv_layer_name", "op_name", "scale_classes"]
+__all__ = ["ScaleClass", "WeightedUnionFind", "conv_layer_name", "op_name", "scale_classes"]
 
 # out = f(in) channel by channel, f(x / t) = f(x) / t for t > 0
 _EQUIVARIANT = {"relu", "relu_", "leaky_relu", "leaky_relu_", "prelu", "_prelu_kernel", "max_pool2d",
@@ -65,7 +65,7 @@ class ScaleClass:
     nodes: frozenset[str]  # every graph node holding one of its channels (classes sharing a node are compared)
 
 
-class _Classes:
+class WeightedUnionFind:
     """Weighted union-find over (node, channel): ``log t[e] = exp[e] * log t[parent[e]]``."""
 
     def __init__(self) -> None:
@@ -117,7 +117,7 @@ def _channels(node) -> int | None:
 def scale_classes(graph: fx.Graph, modules: dict[str, torch.nn.Module]) -> list[ScaleClass]:
     """The rescalable classes of an exported graph (``torch.export.export(model, ...).module().graph``);
     ``modules``: the model's ``named_modules()``, to tell convs that may be writers (plain ``nn.Conv2d``)."""
-    uf = _Classes()
+    uf = WeightedUnionFind()
     base: dict[fx.Node, int] = {}
     for node in graph.nodes:
         c = _channels(node)
@@ -266,7 +266,7 @@ def _dim(dim, node: fx.Node) -> int:
     return dim % val.dim() if isinstance(val, torch.Tensor) else dim
 
 
-def _collect(uf: _Classes, base, width, writers, readers) -> list[ScaleClass]:
+def _collect(uf: WeightedUnionFind, base, width, writers, readers) -> list[ScaleClass]:
     fused = {n for n in base if len(n.users) == 1 and op_name(next(iter(n.users))) in _FUSED_INTO_PRODUCER}
     groups: dict[int, dict] = {}
 
