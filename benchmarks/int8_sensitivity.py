@@ -14,6 +14,12 @@ turn (its tensor left fp32, everything else as built), so the gain is that tenso
 
     .venv/bin/python benchmarks/int8_sensitivity.py --model fsrcnn --scale 2 --recommended --bypass \
         --out benchmarks/results/int8_bypass_fsrcnn_x2.json                 # ~2 min
+
+``--checkpoint`` probes a QAT checkpoint's static int8 program instead (its learned steps fixed, the rest
+calibrated, as ``benchmarks/build_assets.py`` builds it before any fine-tune), against its eager fake-quant model:
+
+    .venv/bin/python benchmarks/int8_sensitivity.py --checkpoint checkpoints/carn_m_x2_w4a8.pt --bypass \
+        --out benchmarks/results/int8_bypass_carn_m_x2_w4a8.json          # ~15 min
 """
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ import torch
 
 from quantsr import evaluate
 from quantsr.artifacts.atomic import write_text_atomic
-from quantsr.checkpoints.load import load_model
+from quantsr.checkpoints.load import load_model, load_model_and_info
 from quantsr.export.int8_program import static_int8_graph
 from quantsr.export.pipeline import ArtifactModule, calibration_inputs
 from quantsr.export.pt2e_quantizer import ACT_OBSERVERS, Int8PTQConfig, recommended_int8_config
@@ -87,20 +93,27 @@ def main() -> None:
                         help="start from recommended_int8_config (GPTQ, equalization...) instead of stock")
     parser.add_argument("--bypass", action="store_true",
                         help="skip one activation quantize at a time in one program instead of rebuilding")
+    parser.add_argument("--checkpoint", help="a QAT checkpoint: probe its static int8 program (with --bypass)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", help="JSON results")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    fp = load_model(args.weights, model=args.model, scale=args.scale).eval()
+    if args.checkpoint and not args.bypass:
+        parser.error("--checkpoint probes the one program of a QAT model: add --bypass")
+    if args.checkpoint:  # the QAT model stands where the FP one does: the program is scored against it
+        fp, info = load_model_and_info(args.checkpoint)
+        fp, args.model, args.scale = fp.eval(), info.model, info.scale
+    else:
+        fp = load_model(args.weights, model=args.model, scale=args.scale).eval()
     calib = calibration_inputs(args.scale, 64, args.calibration_batches)
     config = Int8PTQConfig(args.observer, float_nodes=tuple(args.float_nodes), split_concat_convs=args.split_concat)
     if args.recommended:
         config = replace(recommended_int8_config(args.model, args.scale), act_observer=args.observer,
                          float_nodes=tuple(args.float_nodes))
     fp_psnr = set_psnr(fp, args.sets, args.scale)
-    base = static_int8_graph(fp, calib, min_side=min_side_of(fp), ptq=config)
+    base = static_int8_graph(fp, calib, min_side=min_side_of(fp), ptq=None if args.checkpoint else config)
     base_psnr = set_psnr(base, args.sets, args.scale)
-    print(f"FP {fp_psnr}  int8 {base_psnr}", flush=True)
+    print(f"{'eager' if args.checkpoint else 'FP'} {fp_psnr}  int8 {base_psnr}", flush=True)
     rows = []
     if args.bypass:
         probes = [(q, "") for q in activation_quantizers(base)]
@@ -119,7 +132,8 @@ def main() -> None:
         print(f"[{i + 1}/{len(probes)}] {name:<16} {module:<28} gain {gain} ({time.perf_counter() - start:.0f} s)",
               flush=True)
     rows.sort(key=lambda r: -sum(r["gain"].values()))
-    result = {"model": args.model, "scale": args.scale, "observer": args.observer, "config": repr(config),
+    result = {"model": args.model, "scale": args.scale, "checkpoint": args.checkpoint,
+              "observer": args.observer, "config": repr(config),
               "mode": "bypass" if args.bypass else "float_nodes",
               "split_concat": config.split_concat_convs, "float_nodes": args.float_nodes,
               "calibration_crops": 4 * args.calibration_batches, "fp": fp_psnr, "int8": base_psnr, "rows": rows}

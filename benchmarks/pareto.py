@@ -41,7 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SETS = ("Set5", "Set14", "B100")
 MAX_SIDE = 400  # the largest LR side of Set5/Set14/B100 at x2 is 360: every image runs whole
 # committed checkpoints/<name>.pt, with their fine-tuned *_int8.pt programs where they exist
-LOW_BIT = ("imdn_x4_w4a4", "imdn_x4_w2a2", "span_x4_w4a8", "span_x4_w2a8", "imdn_x2_w4a8", "carn_m_x4_w4a8")
+LOW_BIT = ("imdn_x4_w4a4", "imdn_x4_w2a2", "span_x4_w4a8", "span_x4_w2a8", "imdn_x2_w4a8", "carn_m_x4_w4a8",
+           "carn_m_x2_w4a8")
 COREML_SIZES = ROOT / "benchmarks" / "results" / "coreml_sizes.json"
 # int8 programs of public models fitted to their FP model (benchmarks/int8_finetune.py), <model>_x<scale>.pt
 FITTED_INT8 = ROOT / "checkpoints" / "int8"

@@ -352,3 +352,42 @@ def test_unsigned_8_bit_activations_keep_all_their_levels_in_the_program():
     with torch.no_grad():
         error = (integer_faithful(converted)(x) - net(x)).abs().mean()
     assert error < 4 / 255  # 0.006 here; 0.048 with the input clipped at 0.5
+
+
+def test_a_qat_programs_output_sits_on_the_8_bit_image_grid():
+    """The output of a QAT model's program (int8 rest) is quantized on the grid of the 8-bit image it becomes
+    (scale 1/255, zero point -128), not on a calibrated range, so its int8 rounding is the image's own: rounded to
+    8 bits, the output equals that of the same program with the output's quantize left out. CARN-M ends in an add
+    (its mean shift), whose calibrated range cost its x2 W4A8 program 0.056 dB on Set5."""
+    import copy
+
+    from quantsr.export.pt2e_quantizer import IMAGE_GRID_SCALE
+    from quantsr.models.registry import create_model
+    from quantsr.quant import calibrate_
+    from quantsr.quant.int8_graph import LEARNED_SCALE_KEY
+    from quantsr.quant.recipe import QuantRecipe, build_quantized_
+
+    torch.manual_seed(0)
+    net = build_quantized_(create_model("carn_m", scale=2, num_feat=16),
+                           QuantRecipe(w_bits=4, a_bits=8, weight_granularity="per_channel", head_tail_bits=8))
+    calibrate_(net, torch.rand(2, 3, 24, 24))
+    converted = static_int8_graph(net.eval(), _inputs(8), max_side=32, min_side=8)
+    dequantize = next(n for n in converted.graph.nodes if n.op == "output").args[0][0]
+    quantize = dequantize.args[0]
+    assert "quantize_per_tensor" in str(quantize.target) and quantize.args[0].target == torch.ops.aten.add.Tensor
+    assert float(quantize.args[1]) == pytest.approx(IMAGE_GRID_SCALE) and int(quantize.args[2]) == -128
+    assert quantize.meta.get(LEARNED_SCALE_KEY)  # fixed: fine-tuning the program's scales leaves it
+    free = copy.deepcopy(converted)
+    free_dequantize = next(n for n in free.graph.nodes if n.name == dequantize.name)
+    free_dequantize.replace_all_uses_with(next(n for n in free.graph.nodes if n.name == quantize.args[0].name))
+    free.graph.eliminate_dead_code()
+    free.recompile()
+    x = torch.rand(1, 3, 20, 20) * 1.4 - 0.2  # outputs on both sides of [0, 1] too
+
+    def image(t: torch.Tensor) -> torch.Tensor:
+        return (t.clamp(0, 1) * 255).round()
+
+    with torch.no_grad():
+        pinned, unquantized = converted(x), free(x)
+    assert not torch.equal(pinned, unquantized)  # the output is quantized ...
+    assert (image(pinned) != image(unquantized)).float().mean() < 1e-3  # ... at no cost to the image

@@ -120,7 +120,12 @@ def _mark_level_ranges(converted: fx.GraphModule, qparams: dict) -> None:
 def _mark_learned_scales(converted: fx.GraphModule, qparams: dict) -> None:
     """Mark the quantize/dequantize nodes at a learned activation step (the fixed specs the QAT quantizer gave),
     so that training the program's activation scales leaves the trained b-bit grids as they are."""
-    learned = {float(torch.tensor(qp.act_scale, dtype=torch.float32)) for qp in qparams.values()}
+    from quantsr.export.pt2e_quantizer import IMAGE_GRID_SCALE
+
+    if not qparams:  # a PTQ program: every scale is calibrated
+        return
+    steps = [qp.act_scale for qp in qparams.values()] + [IMAGE_GRID_SCALE]  # the output's grid is fixed too
+    learned = {float(torch.tensor(step, dtype=torch.float32)) for step in steps}
     per_tensor = (torch.ops.quantized_decomposed.quantize_per_tensor.default,
                   torch.ops.quantized_decomposed.dequantize_per_tensor.default)
     for node in converted.graph.nodes:
