@@ -133,7 +133,8 @@ def main() -> None:
               flush=True)
     rows.sort(key=lambda r: -sum(r["gain"].values()))
     result = {"model": args.model, "scale": args.scale, "checkpoint": args.checkpoint,
-              "observer": args.observer, "config": repr(config),
+              "observer": None if args.checkpoint else args.observer,  # a QAT program is not an Int8PTQConfig's
+              "config": None if args.checkpoint else repr(config),
               "mode": "bypass" if args.bypass else "float_nodes",
               "split_concat": config.split_concat_convs, "float_nodes": args.float_nodes,
               "calibration_crops": 4 * args.calibration_batches, "fp": fp_psnr, "int8": base_psnr, "rows": rows}

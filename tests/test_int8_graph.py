@@ -391,3 +391,25 @@ def test_a_qat_programs_output_sits_on_the_8_bit_image_grid():
         pinned, unquantized = converted(x), free(x)
     assert not torch.equal(pinned, unquantized)  # the output is quantized ...
     assert (image(pinned) != image(unquantized)).float().mean() < 1e-3  # ... at no cost to the image
+
+
+def test_a_final_pixel_shuffle_pins_nothing_and_no_scale_is_fixed_by_its_value():
+    """IMDN ends in conv -> pixel shuffle, which the quantizer leaves unannotated: nothing is pinned there, and a
+    calibrated quantize that happens to land on scale 1/255 stays trainable (only a pinned node's is fixed)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_export_pte import tiny_qat
+
+    from quantsr.export.int8_program import _mark_learned_scales
+    from quantsr.export.pt2e_quantizer import IMAGE_GRID_KEY, IMAGE_GRID_SCALE
+    from quantsr.quant.int8_graph import LEARNED_SCALE_KEY
+
+    converted = static_int8_graph(tiny_qat(bits=4), _inputs(8), max_side=32, min_side=8)
+    assert not [n for n in converted.graph.nodes if n.meta.get(IMAGE_GRID_KEY)]
+    other = next(n for n in converted.graph.nodes if "quantize_per_tensor" in str(n.target)
+                 and not n.meta.get(LEARNED_SCALE_KEY))
+    other.args = (other.args[0], float(torch.tensor(IMAGE_GRID_SCALE)), *other.args[2:])
+    _mark_learned_scales(converted, {})
+    assert not other.meta.get(LEARNED_SCALE_KEY)

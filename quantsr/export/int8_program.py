@@ -120,17 +120,18 @@ def _mark_level_ranges(converted: fx.GraphModule, qparams: dict) -> None:
 def _mark_learned_scales(converted: fx.GraphModule, qparams: dict) -> None:
     """Mark the quantize/dequantize nodes at a learned activation step (the fixed specs the QAT quantizer gave),
     so that training the program's activation scales leaves the trained b-bit grids as they are."""
-    from quantsr.export.pt2e_quantizer import IMAGE_GRID_SCALE
+    from quantsr.export.pt2e_quantizer import IMAGE_GRID_KEY
 
-    if not qparams:  # a PTQ program: every scale is calibrated
-        return
-    steps = [qp.act_scale for qp in qparams.values()] + [IMAGE_GRID_SCALE]  # the output's grid is fixed too
-    learned = {float(torch.tensor(step, dtype=torch.float32)) for step in steps}
-    per_tensor = (torch.ops.quantized_decomposed.quantize_per_tensor.default,
-                  torch.ops.quantized_decomposed.dequantize_per_tensor.default)
+    learned = {float(torch.tensor(qp.act_scale, dtype=torch.float32)) for qp in qparams.values()}
+    quantize = torch.ops.quantized_decomposed.quantize_per_tensor.default
+    per_tensor = (quantize, torch.ops.quantized_decomposed.dequantize_per_tensor.default)
     for node in converted.graph.nodes:
         if node.op == "call_function" and node.target in per_tensor and float(node.args[1]) in learned:
             node.meta[LEARNED_SCALE_KEY] = True
+        source = node.args[0] if node.op == "call_function" and node.target == quantize else None
+        if isinstance(source, fx.Node) and source.meta.get(IMAGE_GRID_KEY):  # the output's grid is fixed too
+            for pinned in (node, *node.users):
+                pinned.meta[LEARNED_SCALE_KEY] = True
 
 
 def _numeric_args(converted: fx.GraphModule) -> dict[str, list]:
@@ -196,6 +197,19 @@ def _set_checked(out: fx.GraphModule, tensors: dict[str, torch.Tensor], path: Pa
         set_constant(out, target, value)
 
 
+def _unmark_restored_output(program: fx.GraphModule) -> None:
+    """A file saved before the output was pinned restores its calibrated output scale: that scale trains again."""
+    from quantsr.export.pt2e_quantizer import IMAGE_GRID_KEY, IMAGE_GRID_SCALE
+
+    grid = float(torch.tensor(IMAGE_GRID_SCALE, dtype=torch.float32))
+    quantize = torch.ops.quantized_decomposed.quantize_per_tensor.default
+    for node in program.graph.nodes:
+        source = node.args[0] if node.op == "call_function" and node.target == quantize else None
+        if isinstance(source, fx.Node) and source.meta.get(IMAGE_GRID_KEY) and float(node.args[1]) != grid:
+            for restored in (node, *node.users):
+                restored.meta.pop(LEARNED_SCALE_KEY, None)
+
+
 def load_program(path: str | Path, converted: fx.GraphModule, *, rebase: bool = False) -> fx.GraphModule:
     """A copy of ``converted`` with the arithmetic and trained constants of the program file at ``path``.
 
@@ -216,6 +230,7 @@ def load_program(path: str | Path, converted: fx.GraphModule, *, rebase: bool = 
     if not rebase:
         _with_numeric_args(out, payload["numeric_args"], path)
         _set_checked(out, payload["fixed"], path, {})
+        _unmark_restored_output(out)
     _set_checked(out, payload["constants"], path, ranges)
     if not rebase and payload.get("signature") != program_signature(integer_faithful(out)):
         raise ArtifactError(f"{path} was trained for another int8 graph (scales or ops differ): rebuild it from "
