@@ -4,6 +4,8 @@ other setting the library's recommended one, scored as the eager converted graph
 checked against code for code) on the sets given. Also times the GPTQ pass itself. ``--equalize A ...`` adds
 arms with activation equalization (``Int8PTQConfig(act_equalization=A)``, ``quantsr/quant/equalize.py``) before
 GPTQ, named ``gptq_eq{A}`` (``0``: none); the rounding arms keep the recommended equalization.
+``--output-grid`` gives every arm a twin ``{arm}_grid`` whose output is quantized on the 8-bit image grid
+(``Int8PTQConfig(output_image_grid=True)``) instead of a calibrated range.
 
     .venv/bin/python benchmarks/int8_gptq.py --sets Set5 Set14 B100
     .venv/bin/python benchmarks/int8_gptq.py --only fsrcnn --scales 2 --sets Set5
@@ -41,6 +43,8 @@ def main() -> None:
     parser.add_argument("--roundings", nargs="*", default=["nearest", "gptq"], choices=WEIGHT_ROUNDINGS)
     parser.add_argument("--equalize", type=float, nargs="*", default=[],
                         help="activation-equalization strengths, each an extra arm with GPTQ rounding")
+    parser.add_argument("--output-grid", action="store_true",
+                        help="also each arm with its output on the 8-bit image grid (arm name + _grid)")
     parser.add_argument("--min-weight-step", type=float, default=2**-12,
                         help="the weight observers' eps, both arms (stock 2^-12)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "int8_gptq.json"))
@@ -61,9 +65,11 @@ def main() -> None:
             # the rounding arms keep the recommended equalization; --equalize arms set their own (0 = off)
             arms = [(rounding, recommended.act_equalization, rounding) for rounding in args.roundings]
             arms += [("gptq", alpha or None, f"gptq_eq{alpha:g}") for alpha in args.equalize]
-            for rounding, alpha, arm in arms:
+            grids = (False, True) if args.output_grid else (False,)
+            for (rounding, alpha, base), grid in ((a, g) for a in arms for g in grids):
+                arm = f"{base}_grid" if grid else base
                 config = replace(recommended, weight_rounding=rounding, min_weight_step=args.min_weight_step,
-                                 act_equalization=alpha)
+                                 act_equalization=alpha, output_image_grid=grid)
                 start = time.perf_counter()
                 converted = static_int8_graph(fp, calib, ptq=config, max_side=400, min_side=min_side_of(fp))
                 row[f"{arm}_build_seconds"] = round(time.perf_counter() - start, 1)

@@ -26,7 +26,7 @@ import torch
 
 from quantsr.artifacts.atomic import write_text_atomic
 from quantsr.artifacts.digest import file_digest, gzip_bytes
-from quantsr.bench.pareto import ParetoPoint, markdown_table, model_ideal_bytes, plot
+from quantsr.bench.pareto import ParetoPoint, markdown_table, merge_reused, model_ideal_bytes, plot
 from quantsr.checkpoints.load import load_model, load_model_and_info
 from quantsr.data.datasets import BenchmarkSet
 from quantsr.eval.evaluate import evaluate
@@ -42,7 +42,7 @@ SETS = ("Set5", "Set14", "B100")
 MAX_SIDE = 400  # the largest LR side of Set5/Set14/B100 at x2 is 360: every image runs whole
 # committed checkpoints/<name>.pt, with their fine-tuned *_int8.pt programs where they exist
 LOW_BIT = ("imdn_x4_w4a4", "imdn_x4_w2a2", "span_x4_w4a8", "span_x4_w2a8", "imdn_x2_w4a8", "carn_m_x4_w4a8",
-           "carn_m_x2_w4a8")
+           "carn_m_x4_w2a8", "carn_m_x2_w4a8")
 COREML_SIZES = ROOT / "benchmarks" / "results" / "coreml_sizes.json"
 # int8 programs of public models fitted to their FP model (benchmarks/int8_finetune.py), <model>_x<scale>.pt
 FITTED_INT8 = ROOT / "checkpoints" / "int8"
@@ -180,11 +180,7 @@ def main() -> None:
         save(points)
 
     def with_unvisited(points: dict[str, dict]) -> dict[str, dict]:
-        # with --reuse, the points this run did not visit (other --only / --scales) stay in the file; a model's
-        # old int8 points go once it is visited (its PTQ config changed, its fitted program refitted or removed)
-        visited = {(p["model"], p["scale"]) for p in points.values()}
-        return {**{k: v for k, v in cached.items() if k not in points
-                   and not (v["kind"] == "int8" and (v["model"], v["scale"]) in visited)}, **points}
+        return merge_reused(cached, points)
 
     def save(points: dict[str, dict]) -> None:
         write_text_atomic(json.dumps({"sets": names, "points": list(with_unvisited(points).values()),

@@ -359,7 +359,6 @@ def test_a_qat_programs_output_sits_on_the_8_bit_image_grid():
     (scale 1/255, zero point -128), not on a calibrated range, so its int8 rounding is the image's own: rounded to
     8 bits, the output equals that of the same program with the output's quantize left out. CARN-M ends in an add
     (its mean shift), whose calibrated range cost its x2 W4A8 program 0.056 dB on Set5."""
-    import copy
 
     from quantsr.export.pt2e_quantizer import IMAGE_GRID_SCALE
     from quantsr.models.registry import create_model
@@ -377,20 +376,61 @@ def test_a_qat_programs_output_sits_on_the_8_bit_image_grid():
     assert "quantize_per_tensor" in str(quantize.target) and quantize.args[0].target == torch.ops.aten.add.Tensor
     assert float(quantize.args[1]) == pytest.approx(IMAGE_GRID_SCALE) and int(quantize.args[2]) == -128
     assert quantize.meta.get(LEARNED_SCALE_KEY)  # fixed: fine-tuning the program's scales leaves it
+    _assert_output_rounding_is_the_images(converted, dequantize, clamps=False)  # a random CARN-M stays in [0, 1]
+
+
+def _assert_output_rounding_is_the_images(converted, dequantize, side: int = 20, clamps: bool = True) -> None:
+    """Rounded to an 8-bit image, the program's output equals that of the same program with the output's
+    quantize -> ``dequantize`` pair left out; ``clamps``: on inputs whose outputs fall on both sides of [0, 1]."""
+    import copy
+
     free = copy.deepcopy(converted)
     free_dequantize = next(n for n in free.graph.nodes if n.name == dequantize.name)
-    free_dequantize.replace_all_uses_with(next(n for n in free.graph.nodes if n.name == quantize.args[0].name))
+    source = dequantize.args[0].args[0]
+    free_dequantize.replace_all_uses_with(next(n for n in free.graph.nodes if n.name == source.name))
     free.graph.eliminate_dead_code()
     free.recompile()
-    x = torch.rand(1, 3, 20, 20) * 1.4 - 0.2  # outputs on both sides of [0, 1] too
+    x = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(3)) * 3 - 1
 
     def image(t: torch.Tensor) -> torch.Tensor:
         return (t.clamp(0, 1) * 255).round()
 
     with torch.no_grad():
         pinned, unquantized = converted(x), free(x)
+    assert not clamps or ((unquantized < 0).any() and (unquantized > 1).any())
     assert not torch.equal(pinned, unquantized)  # the output is quantized ...
     assert (image(pinned) != image(unquantized)).float().mean() < 1e-3  # ... at no cost to the image
+
+
+@pytest.mark.parametrize(("arch", "output_image_grid", "grid_step"),
+                         [("imdn", True, 1 / 255), ("imdn", False, None), ("rlfn", True, 1.0)])
+def test_int8_ptq_can_put_the_output_on_the_image_grid_through_the_fp32_tail(arch, output_image_grid, grid_step):
+    """``Int8PTQConfig(output_image_grid=True)``: the quantize of the conv before a final pixel shuffle (which only
+    moves values; RLFN then divides by its img_range, 255, so its grid step there is 1) gets the image grid; off
+    (the stock setting), it keeps its calibrated range."""
+    from quantsr.export.pt2e_quantizer import Int8PTQConfig
+    from quantsr.models.registry import create_model
+    from quantsr.quant.int8_graph import LEARNED_SCALE_KEY
+    from quantsr.runtime.upscale import min_side_of
+
+    torch.manual_seed(0)
+    net = create_model(arch, scale=2, **({"num_feat": 16, "num_blocks": 1} if arch == "imdn" else {})).eval()
+    last = [m for m in net.modules() if isinstance(m, nn.Conv2d)][-1]  # the upsampler's conv
+    with torch.no_grad():  # a random net's outputs sit near 0: spread them over both sides of [0, 1]
+        last.weight.mul_(5)
+        last.bias.add_(0.5 * float(getattr(net, "img_range", 1.0)))
+    side = max(16, min_side_of(net))
+    converted = static_int8_graph(net, [torch.rand(2, 3, side, side)], max_side=2 * side, min_side=min_side_of(net),
+                                  ptq=Int8PTQConfig(output_image_grid=output_image_grid))
+    dequantize = next(n for n in converted.graph.nodes if n.target == torch.ops.aten.pixel_shuffle.default).args[0]
+    quantize = dequantize.args[0]
+    assert "quantize_per_tensor" in str(quantize.target) and quantize.args[0].target == torch.ops.aten.conv2d.default
+    pinned = grid_step is not None and float(quantize.args[1]) == pytest.approx(grid_step) and int(
+        quantize.args[2]) == -128
+    assert pinned == output_image_grid
+    assert bool(quantize.meta.get(LEARNED_SCALE_KEY)) == output_image_grid  # a fitted program keeps the grid
+    if output_image_grid:
+        _assert_output_rounding_is_the_images(converted, dequantize, side)
 
 
 def test_a_final_pixel_shuffle_pins_nothing_and_no_scale_is_fixed_by_its_value():

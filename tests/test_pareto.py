@@ -72,3 +72,21 @@ def test_a_point_without_a_working_artifact_shows_its_eager_score_off_the_fronti
     table = markdown_table([broken, point("fsrcnn", 51_000, 30.5)], ["Set5"])
     assert "| — (31.800) |" in table
     assert frontier([broken], "Set5") == []
+
+
+def test_a_reuse_run_drops_a_public_models_old_int8_points_only_when_it_visits_that_model():
+    """Visiting CARN-M's public points replaces its old int8 point (its config may have changed); visiting only a
+    low-bit CARN-M or SPAN (another --only) keeps every cached public point."""
+    from quantsr.bench.pareto import merge_reused
+
+    def entry(model: str, kind: str, tag: str = "") -> tuple[str, dict]:
+        return f"{model} x4 {kind} {tag}", {"model": model, "scale": 4, "kind": kind}
+
+    cached = dict([entry("carn_m", "int8", "v5"), entry("carn_m", "fp32"), entry("span", "int8", "v5"),
+                   entry("carn_m", "low-bit", "w4a8")])
+    low_bit_only = dict([entry("carn_m", "low-bit", "w2a8"), entry("span", "low-bit", "w4a8")])
+    assert set(merge_reused(cached, low_bit_only)) == set(cached) | set(low_bit_only)
+    public_visit = dict([entry("carn_m", "int8", "v6"), entry("carn_m", "fp32")])
+    merged = merge_reused(cached, public_visit)
+    assert "carn_m x4 int8 v5" not in merged and "span x4 int8 v5" in merged
+    assert set(merged) == {"carn_m x4 int8 v6", "carn_m x4 fp32 ", "span x4 int8 v5", "carn_m x4 low-bit w4a8"}

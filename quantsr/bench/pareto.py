@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ParetoPoint", "dominated_by", "frontier", "ideal_bytes", "markdown_table", "model_ideal_bytes", "plot"]
+__all__ = ["ParetoPoint", "dominated_by", "frontier", "ideal_bytes", "markdown_table", "merge_reused",
+           "model_ideal_bytes", "plot"]
 
 KINDS = ("fp32", "int8", "low-bit")
 
@@ -86,6 +87,16 @@ def frontier(points: Sequence[ParetoPoint], set_name: str) -> list[ParetoPoint]:
     """The points of ``points`` that nothing dominates at ``set_name``, smallest first."""
     scored = [p for p in points if not math.isnan(p.psnr.get(set_name, math.nan))]
     return sorted((p for p in scored if not dominated_by(p, scored, set_name)), key=lambda p: p.ideal_bytes)
+
+
+def merge_reused(cached: dict[str, dict], points: dict[str, dict]) -> dict[str, dict]:
+    """The points of a ``--reuse`` run (key -> point dict): this run's ``points``, and the ``cached`` ones it did
+    not visit (other ``--only`` / ``--scales``). A public model's old int8 points go once its public points are
+    visited (its PTQ config changed, its fitted program refitted or removed); visiting a low-bit model of the
+    same architecture leaves them."""
+    visited = {(p["model"], p["scale"]) for p in points.values() if p["kind"] != "low-bit"}
+    return {**{k: v for k, v in cached.items() if k not in points
+               and not (v["kind"] == "int8" and (v["model"], v["scale"]) in visited)}, **points}
 
 
 def _bytes(value: int | None) -> str:

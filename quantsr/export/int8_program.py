@@ -120,18 +120,29 @@ def _mark_level_ranges(converted: fx.GraphModule, qparams: dict) -> None:
 def _mark_learned_scales(converted: fx.GraphModule, qparams: dict) -> None:
     """Mark the quantize/dequantize nodes at a learned activation step (the fixed specs the QAT quantizer gave),
     so that training the program's activation scales leaves the trained b-bit grids as they are."""
-    from quantsr.export.pt2e_quantizer import IMAGE_GRID_KEY
-
     learned = {float(torch.tensor(qp.act_scale, dtype=torch.float32)) for qp in qparams.values()}
-    quantize = torch.ops.quantized_decomposed.quantize_per_tensor.default
-    per_tensor = (quantize, torch.ops.quantized_decomposed.dequantize_per_tensor.default)
+    per_tensor = (torch.ops.quantized_decomposed.quantize_per_tensor.default,
+                  torch.ops.quantized_decomposed.dequantize_per_tensor.default)
     for node in converted.graph.nodes:
         if node.op == "call_function" and node.target in per_tensor and float(node.args[1]) in learned:
             node.meta[LEARNED_SCALE_KEY] = True
+    for pinned, _ in _image_grid_qparam_nodes(converted):  # the output's grid is fixed too
+        pinned.meta[LEARNED_SCALE_KEY] = True
+
+
+def _image_grid_qparam_nodes(graph_module: fx.GraphModule) -> list[tuple[fx.Node, float]]:
+    """The quantize node of the output pinned to the 8-bit image grid and its dequantize users, each with the
+    grid's step (float32, as the graph holds it)."""
+    from quantsr.export.pt2e_quantizer import IMAGE_GRID_KEY
+
+    quantize = torch.ops.quantized_decomposed.quantize_per_tensor.default
+    found = []
+    for node in graph_module.graph.nodes:
         source = node.args[0] if node.op == "call_function" and node.target == quantize else None
-        if isinstance(source, fx.Node) and source.meta.get(IMAGE_GRID_KEY):  # the output's grid is fixed too
-            for pinned in (node, *node.users):
-                pinned.meta[LEARNED_SCALE_KEY] = True
+        grid = source.meta.get(IMAGE_GRID_KEY) if isinstance(source, fx.Node) else None
+        if grid:
+            found += [(n, float(torch.tensor(float(grid), dtype=torch.float32))) for n in (node, *node.users)]
+    return found
 
 
 def _numeric_args(converted: fx.GraphModule) -> dict[str, list]:
@@ -199,15 +210,9 @@ def _set_checked(out: fx.GraphModule, tensors: dict[str, torch.Tensor], path: Pa
 
 def _unmark_restored_output(program: fx.GraphModule) -> None:
     """A file saved before the output was pinned restores its calibrated output scale: that scale trains again."""
-    from quantsr.export.pt2e_quantizer import IMAGE_GRID_KEY, IMAGE_GRID_SCALE
-
-    grid = float(torch.tensor(IMAGE_GRID_SCALE, dtype=torch.float32))
-    quantize = torch.ops.quantized_decomposed.quantize_per_tensor.default
-    for node in program.graph.nodes:
-        source = node.args[0] if node.op == "call_function" and node.target == quantize else None
-        if isinstance(source, fx.Node) and source.meta.get(IMAGE_GRID_KEY) and float(node.args[1]) != grid:
-            for restored in (node, *node.users):
-                restored.meta.pop(LEARNED_SCALE_KEY, None)
+    for node, grid in _image_grid_qparam_nodes(program):
+        if float(node.args[1]) != grid:
+            node.meta.pop(LEARNED_SCALE_KEY, None)
 
 
 def load_program(path: str | Path, converted: fx.GraphModule, *, rebase: bool = False) -> fx.GraphModule:

@@ -51,7 +51,10 @@ class Int8PTQConfig:
     # None: off; else the migration strength alpha of quantsr.quant.equalize (the channel ranges of every
     # exactly rescalable class of activations moved toward one per-tensor step before rounding and calibration)
     act_equalization: float | None = None
-    version: int = 5  # 5: act_equalization rescales every class of quantsr.quant.scale_classes
+    # the output's quantize on the 8-bit image grid (pin_output_to_image_grid, through a final pixel shuffle or
+    # img_range division) instead of a calibrated range
+    output_image_grid: bool = False
+    version: int = 6  # 6: output_image_grid; 5: act_equalization rescales every class of scale_classes
 
     def __post_init__(self) -> None:
         if self.act_observer not in ACT_OBSERVERS:
@@ -116,7 +119,18 @@ def int8_quantizer(config: Int8PTQConfig | None = None):
         spec = replace(spec_config.weight,
                        observer_or_fake_quant_ctr=PerChannelMinMaxObserver.with_args(eps=config.min_weight_step))
         spec_config = replace(spec_config, weight=spec)
-    quantizer = XNNPACKQuantizer().set_global(spec_config)
+    if config.output_image_grid:
+        class ImageGridOutputQuantizer(XNNPACKQuantizer):
+            def annotate(self, model: GraphModule) -> GraphModule:
+                model = super().annotate(model)
+                if pin_output_to_image_grid(model, through_fp32_tail=True) is None:
+                    raise ValueError("output_image_grid: no quantized op feeds this graph's output alone (through "
+                                     "at most a pixel shuffle and a constant scaling); leave the option off")
+                return model
+
+        quantizer = ImageGridOutputQuantizer().set_global(spec_config)
+    else:
+        quantizer = XNNPACKQuantizer().set_global(spec_config)
     if float_modules or float_nodes:
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_module_name_filter
 
@@ -182,33 +196,67 @@ def _fixed_act_spec(scale: float, qmin: int, qmax: int):
 
 
 IMAGE_GRID_SCALE = 1.0 / 255.0  # the output's int8 step: one code per level of the 8-bit image it becomes
-IMAGE_GRID_KEY = "quantsr_image_grid"  # node meta: this op's output quantize is pinned to the image grid
+IMAGE_GRID_KEY = "quantsr_image_grid"  # node meta: the step of the image grid this op's output is pinned to
 
 
-def pin_output_to_image_grid(model: GraphModule) -> Node | None:
+def _positive_constant(model: GraphModule, arg) -> float | None:
+    """The value of a scalar op argument (a number or a one-element buffer) if it is a positive constant."""
+    if isinstance(arg, Node) and arg.op == "get_attr":
+        from quantsr.quant.int8_graph import get_constant
+
+        value = get_constant(model, arg.target)
+        arg = float(value) if isinstance(value, torch.Tensor) and value.numel() == 1 else None
+    return float(arg) if isinstance(arg, (int, float)) and not isinstance(arg, bool) and arg > 0 else None
+
+
+def _fp32_tail_step(model: GraphModule, node: Node) -> tuple[Node, float] | None:
+    """For an unannotated op between the last quantized op and the output that only moves or rescales values (a
+    pixel shuffle; RLFN's and RFDN's division by their ``img_range``): its input, and the factor by which the
+    image grid's step is multiplied there."""
+    source = node.args[0] if node.args else None
+    if not isinstance(source, Node):
+        return None
+    if node.target == torch.ops.aten.pixel_shuffle.default:
+        return source, 1.0
+    divisor = _positive_constant(model, node.args[1]) if node.target == torch.ops.aten.div.Tensor else None
+    if divisor is not None:
+        return source, divisor
+    factor = _positive_constant(model, node.args[1]) if node.target == torch.ops.aten.mul.Tensor else None
+    return (source, 1.0 / factor) if factor is not None else None
+
+
+def pin_output_to_image_grid(model: GraphModule, *, through_fp32_tail: bool = False) -> Node | None:
     """Give the graph output's quantize the 8-bit image grid (scale 1/255, zero point -128: codes = pixel levels
     0..255), instead of a calibrated range. The output is clamped to [0, 1] and rounded to 8 bits anyway, so on
     that grid its int8 rounding is the image's own and costs nothing (a calibrated range wider than [0, 1]
-    cost CARN-M x2 W4A8 0.056 dB on Set5). Returns the pinned node (marked ``IMAGE_GRID_KEY``), or None when the
-    output op is not quantized (a final pixel shuffle, outside the delegate: IMDN, SPAN) or takes its qparams
-    from an op input's edge: nothing pinned."""
+    cost CARN-M x2 W4A8 0.056 dB on Set5). ``through_fp32_tail``: unannotated ops after the last quantized op
+    that only move values (a final pixel shuffle) or divide them by a positive constant (RLFN's ``/ 255``) are
+    walked back through, and the op before them pinned on the grid mapped back through them (the int8 PTQ path;
+    the QAT programs of IMDN and SPAN keep their calibrated output until they are rebuilt and measured with it).
+    Only a chain of single-consumer ops is walked, so no tensor that another op reads is clamped. Returns the
+    pinned node (``meta[IMAGE_GRID_KEY]`` = its scale), or None when no such quantized op was found."""
     from torchao.quantization.pt2e.quantizer import QuantizationSpec
     from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
 
-    output = next(n for n in model.graph.nodes if n.op == "output")
-    node = output.args[0]
+    consumer = next(n for n in model.graph.nodes if n.op == "output")
+    node = consumer.args[0]
     node = node[0] if isinstance(node, (tuple, list)) else node
+    grid = IMAGE_GRID_SCALE
     seen: set[Node] = set()
-    while isinstance(node, Node) and node not in seen:
+    while isinstance(node, Node) and node not in seen and list(node.users) == [consumer]:
         seen.add(node)
         annotation = node.meta.get(Q_ANNOTATION_KEY)
+        tail = _fp32_tail_step(model, node) if annotation is None and through_fp32_tail else None
         spec = getattr(annotation, "output_qspec", None)
-        if isinstance(spec, QuantizationSpec):
-            annotation.output_qspec = _fixed_act_spec(IMAGE_GRID_SCALE, 0, 255)
-            node.meta[IMAGE_GRID_KEY] = True
+        if tail is not None:
+            (consumer, node), grid = (node, tail[0]), grid * tail[1]
+        elif isinstance(spec, QuantizationSpec):
+            annotation.output_qspec = _fixed_act_spec(grid, 0, 255)
+            node.meta[IMAGE_GRID_KEY] = grid
             return node
-        shared = getattr(spec, "edge_or_node", None)
-        node = shared if isinstance(shared, Node) else None  # shares another node's qparams: pin that one
+        else:  # shares another node's qparams: pin that one
+            shared = getattr(spec, "edge_or_node", None)
+            consumer, node = node, shared if isinstance(shared, Node) else None
     return None
 
 

@@ -103,18 +103,19 @@ def _check_sfd_body(teacher: nn.Module, model: str) -> None:
                          "--distill-target output (L1 to the teacher's output) or --no-distill") from None
 
 
+# distill_target -> (its name in the model card, the loss it trains with)
+_DISTILLATION = {
+    "output": ("output L1", lambda student, train: OutputDistillLoss(1.0)),
+    "features": ("SFD", lambda student, train: SFDLoss(student, weight=train.distill_weight)),
+}
+
+
 def _loss(student: nn.Module, train: TrainRecipe) -> nn.Module:
-    if not train.distill:
-        return nn.L1Loss()
-    if train.distill_target == "output":
-        return OutputDistillLoss(1.0)
-    return SFDLoss(student, weight=train.distill_weight)
+    return _DISTILLATION[train.distill_target][1](student, train) if train.distill else nn.L1Loss()
 
 
 def _distillation_name(train: TrainRecipe) -> str | None:
-    if not train.distill:
-        return None
-    return "output L1" if train.distill_target == "output" else "SFD"
+    return _DISTILLATION[train.distill_target][0] if train.distill else None
 
 
 def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: QuantRecipe, train: TrainRecipe,
