@@ -179,11 +179,8 @@ def main() -> None:
         print(f"{key}: {point['psnr']} ({point['seconds']:.0f} s)", flush=True)
         save(points)
 
-    def with_unvisited(points: dict[str, dict]) -> dict[str, dict]:
-        return merge_reused(cached, points)
-
     def save(points: dict[str, dict]) -> None:
-        write_text_atomic(json.dumps({"sets": names, "points": list(with_unvisited(points).values()),
+        write_text_atomic(json.dumps({"sets": names, "points": list(merge_reused(cached, points).values()),
                                       "failures": failures}, indent=1), out)
 
     for ckpt in public_checkpoints():
@@ -206,7 +203,7 @@ def main() -> None:
     for name in args.low_bit:
         keep(f"{name} low-bit", low_bit_point, name, sets_for, out_dir)
     save(points)
-    points = with_unvisited(points)
+    points = merge_reused(cached, points)
     coreml_sizes = json.loads(COREML_SIZES.read_text()) if COREML_SIZES.is_file() else {}
     table_points = [with_coreml_size(ParetoPoint.from_dict({k: v for k, v in p.items() if k not in ("key", "seconds")}),
                                      coreml_sizes) for p in points.values()]

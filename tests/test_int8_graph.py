@@ -359,7 +359,6 @@ def test_a_qat_programs_output_sits_on_the_8_bit_image_grid():
     (scale 1/255, zero point -128), not on a calibrated range, so its int8 rounding is the image's own: rounded to
     8 bits, the output equals that of the same program with the output's quantize left out. CARN-M ends in an add
     (its mean shift), whose calibrated range cost its x2 W4A8 program 0.056 dB on Set5."""
-
     from quantsr.export.pt2e_quantizer import IMAGE_GRID_SCALE
     from quantsr.models.registry import create_model
     from quantsr.quant import calibrate_

@@ -104,3 +104,25 @@ def test_quantize_from_a_reconstructed_start_records_it_and_a_resume_keeps_it(rg
                                   resume=True, **kwargs)
     assert resumed["iterations"] == 4 and resumed["init"] == init
     assert json.loads((out / "model_card.json").read_text())["init"] == init
+
+
+def test_a_run_can_start_from_a_finished_low_bit_checkpoint_of_its_recipe(rgb_folder, tmp_path):
+    torch.manual_seed(0)
+    teacher = create_model("edsr", scale=2, num_feat=8, num_block=2)
+    recipe = QuantRecipe(w_bits=2, a_bits=4)
+    common = dict(batch_size=2, lr_patch=8, val_every=2, checkpoint_every=2, train_dirs=[str(rgb_folder)],
+                  val_sets=[str(rgb_folder)])
+    kwargs = dict(model_kwargs={"num_feat": 8, "num_block": 2}, progress=False, eval_sets=(str(rgb_folder),))
+    quantize_checkpoint(teacher, "edsr", 2, recipe, TrainRecipe(iterations=2, **common), tmp_path / "a", **kwargs)
+    first = tmp_path / "a" / "model.pt"
+    # lr 0: the second run's weights and steps are the first's, so the start is the checkpoint itself
+    again = TrainRecipe(iterations=1, lr=0.0, init="checkpoint", init_from=str(first), **common)
+    card = quantize_checkpoint(teacher, "edsr", 2, recipe, again, tmp_path / "b", **kwargs)
+    assert card["init"]["method"] == "checkpoint" and card["init"]["from"] == str(first.resolve())
+    before = torch.load(first, weights_only=True)["model"]
+    after = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["model"]
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    with pytest.raises(ValueError, match="--w-bits 2 \\(this run: 4\\)"):
+        quantize_checkpoint(teacher, "edsr", 2, QuantRecipe(w_bits=4, a_bits=4), again, tmp_path / "c", **kwargs)
+    with pytest.raises(ValueError, match="needs init_from"):
+        TrainRecipe(init="checkpoint")

@@ -191,6 +191,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     train_fields = [f.name for f in dataclasses.fields(TrainRecipe)]
     given = {name: getattr(args, name) for name in train_fields if getattr(args, name, None) is not None}
     preset = dict(PRESETS[args.preset]) if args.preset else {}
+    if "init_from" in given:
+        given.setdefault("init", "checkpoint")
     bits = {name: getattr(args, name) for name in ("w_bits", "a_bits", "weight_quantizer", "weight_granularity",
                                                    "rounding", "qsa_keep", "concat_steps")
             if getattr(args, name) is not None}

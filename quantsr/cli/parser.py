@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", choices=["lsq", "mse", "block"],
                    help="the student's starting point: the quantizers' LSQ initial values (default), PTQ steps "
                         "by least squared error, or those followed by block-wise reconstruction to the teacher")
+    p.add_argument("--init-from", dest="init_from", metavar="CKPT",
+                   help="start from this low-bit checkpoint of the same recipe (a quantize run's model.pt or "
+                        "last.pt) instead of --init: train a finished model again on a fresh schedule")
     p.add_argument("--init-samples", dest="init_samples", type=int,
                    help="calibration patches for --init mse/block (default 64)")
     p.add_argument("--init-iterations", dest="init_iterations", type=int,

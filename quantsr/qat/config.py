@@ -10,7 +10,7 @@ from quantsr.train.trainer import default_milestones
 
 __all__ = ["DISTILL_TARGETS", "INITS", "PRESETS", "TrainRecipe"]
 
-INITS = ("lsq", "mse", "block")
+INITS = ("lsq", "mse", "block", "checkpoint")
 DISTILL_TARGETS = ("features", "output")
 
 
@@ -28,10 +28,12 @@ class TrainRecipe:
     quantizer_lr_scale: float = 1.0  # lr multiplier for quantizer parameters (steps, tau, s_i, beta_i)
     # The student's starting point: "lsq" (the quantizers' own initial values at the first batch), "mse" (PTQ
     # steps by least squared error on init_samples patches) or "block" (mse, then block-wise reconstruction:
-    # init_iterations Adam steps per unit; quantsr.qat.reconstruct).
+    # init_iterations Adam steps per unit; quantsr.qat.reconstruct) or "checkpoint" (the weights and steps of
+    # init_from, a low-bit checkpoint of the same recipe: a finished run trained again on a fresh schedule).
     init: str = "lsq"
     init_samples: int = 64
     init_iterations: int = 400
+    init_from: str | None = None
     milestones: list[int] | None = None  # default: 50/80/90/95% of iterations
     val_every: int = 1000
     checkpoint_every: int = 250
@@ -49,6 +51,9 @@ class TrainRecipe:
         if self.distill_target not in DISTILL_TARGETS:
             raise ValueError(f"training recipe: distill_target must be one of {DISTILL_TARGETS}, "
                              f"got {self.distill_target!r}")
+        if (self.init == "checkpoint") != (self.init_from is not None):
+            raise ValueError("training recipe: init 'checkpoint' needs init_from (a low-bit checkpoint), and "
+                             f"init_from needs init 'checkpoint'; got init={self.init!r}, init_from={self.init_from!r}")
         if self.init_samples < 1 or self.init_iterations < 0:
             raise ValueError("training recipe: init_samples must be >= 1 and init_iterations >= 0, got "
                              f"{self.init_samples} and {self.init_iterations}")

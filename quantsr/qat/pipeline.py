@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from quantsr.artifacts.atomic import write_text_atomic
+from quantsr.artifacts.digest import file_digest
 from quantsr.checkpoints.format import checkpoint_metadata, parse_metadata
 from quantsr.data.datasets import BenchmarkSet, PatchDataset, default_data_root
 from quantsr.eval.evaluate import evaluate
@@ -28,10 +29,10 @@ from quantsr.quant.quantize import calibrate_
 from quantsr.quant.recipe import QuantRecipe
 from quantsr.train.checkpoint import load_checkpoint, save_atomic
 from quantsr.train.distributed import RankShard, check_divisible, finish_distributed, init_distributed
-from quantsr.train.resume import merge_resume_settings
+from quantsr.train.resume import cli_flag, merge_resume_settings
 from quantsr.train.trainer import TrainConfig, Trainer
 
-__all__ = ["TRAIN_RESUMABLE", "check_resume", "initialize_student_", "quantize_checkpoint"]
+__all__ = ["TRAIN_RESUMABLE", "check_resume", "initialize_student_", "quantize_checkpoint", "start_checkpoint"]
 
 # The training settings a resumed `quantsr quantize` run may change (how long, how often it reports, where it
 # runs); everything else, and the whole QuantRecipe, must be the run's.
@@ -75,6 +76,14 @@ def initialize_student_(student: nn.Module, teacher: nn.Module, data: PatchDatas
     teacher.to(device)
     if train.init == "lsq":  # the activation steps' LSQ init at the first training batch
         calibrate_(student, data.batch(0)[0].to(device))
+    elif train.init == "checkpoint":
+        info["from"] = str(Path(train.init_from).resolve())
+        info["sha256"] = file_digest(Path(train.init_from))[:12]
+        try:
+            student.load_state_dict(start_checkpoint(train.init_from, recipe).state_dict())
+        except RuntimeError as exc:  # same recipe, other shapes: other architecture options (--model-kw)
+            raise ValueError(f"--init-from {train.init_from} does not fit this run's model (other --model-kw?): "
+                             f"{str(exc).splitlines()[0]}") from None
     else:
         batches = -(-train.init_samples // train.batch_size)
         patches = torch.cat([data.batch(i)[0] for i in range(batches)])[:train.init_samples].to(device)
@@ -93,6 +102,27 @@ def initialize_student_(student: nn.Module, teacher: nn.Module, data: PatchDatas
             print(f"start ({train.init}, {info['seconds']:.0f} s): "
                   + ", ".join(f"{k} {v:.3f} dB" for k, v in info["psnr"].items()))
     return info
+
+
+def start_checkpoint(path: str | Path, recipe: QuantRecipe, model: str | None = None,
+                     scale: int | None = None) -> nn.Module:
+    """The low-bit model in ``path`` (a ``model.pt`` or a run's ``last.pt``) as the start of a run of ``recipe``
+    (``TrainRecipe.init_from``); a checkpoint of another architecture, scale or recipe is a ValueError naming the
+    flags that differ."""
+    from quantsr.checkpoints.load import load_model_and_info
+
+    if not Path(path).is_file():
+        raise ValueError(f"--init-from {path}: no such file (a quantize run's model.pt or last.pt)")
+    start, info = load_model_and_info(path, model=model, scale=scale)
+    if info.recipe is None:
+        raise ValueError(f"--init-from {path} is an FP checkpoint; start from a low-bit one (a quantize run's "
+                         "model.pt or last.pt), or pass it as --weights")
+    saved, given = info.recipe.to_dict(), recipe.to_dict()
+    differ = [f"{_FLAGS.get(k, cli_flag(k))} {saved[k]} (this run: {given.get(k)})" for k in saved
+              if saved[k] != given.get(k)]
+    if differ:
+        raise ValueError(f"--init-from {path} was trained with " + ", ".join(differ) + "; pass the same flags")
+    return start
 
 
 def _check_sfd_body(teacher: nn.Module, model: str) -> None:
@@ -141,6 +171,8 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
     if resuming:  # checked before anything is built, so a refused resume costs nothing
         for line in check_resume(last, recipe, train, teacher_source, ckpt=saved):
             print(f"resuming {last}: {line}")
+    if train.init == "checkpoint" and not resuming:  # checked before the data loads
+        start_checkpoint(train.init_from, recipe, model, scale)
     if train.distill and train.distill_target == "features":  # before the start, which can take minutes
         _check_sfd_body(teacher, model)
     torch.manual_seed(train.seed)
