@@ -65,10 +65,11 @@ def check_resume(path: str | Path, recipe: QuantRecipe, train: TrainRecipe, teac
 
 def initialize_student_(student: nn.Module, teacher: nn.Module, data: PatchDataset, recipe: QuantRecipe,
                         train: TrainRecipe, val_sets: list[BenchmarkSet] = (), *, progress: bool = True,
-                        device: str | None = None) -> dict:
+                        device: str | None = None, start_model: nn.Module | None = None) -> dict:
     """Give the student its starting point as ``train.init`` says (:class:`~quantsr.qat.config.TrainRecipe`),
     in place; return what was done (method, CPU seconds, per-unit errors, the validation PSNR reached), for
-    the model card. The calibration patches are the first training batches."""
+    the model card. The calibration patches are the first training batches. ``start_model``: for ``init`` "checkpoint",
+    ``train.init_from`` already read by :func:`start_checkpoint` (else it is read here)."""
     start, wall = time.process_time(), time.perf_counter()
     info: dict = {"method": train.init}
     device = device or train.device
@@ -79,8 +80,9 @@ def initialize_student_(student: nn.Module, teacher: nn.Module, data: PatchDatas
     elif train.init == "checkpoint":
         info["from"] = str(Path(train.init_from).resolve())
         info["sha256"] = file_digest(Path(train.init_from))[:12]
+        start_model = start_model if start_model is not None else start_checkpoint(train.init_from, recipe)
         try:
-            student.load_state_dict(start_checkpoint(train.init_from, recipe).state_dict())
+            student.load_state_dict(start_model.state_dict())
         except RuntimeError as exc:  # same recipe, other shapes: other architecture options (--model-kw)
             raise ValueError(f"--init-from {train.init_from} does not fit this run's model (other --model-kw?): "
                              f"{str(exc).splitlines()[0]}") from None
@@ -171,8 +173,9 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
     if resuming:  # checked before anything is built, so a refused resume costs nothing
         for line in check_resume(last, recipe, train, teacher_source, ckpt=saved):
             print(f"resuming {last}: {line}")
-    if train.init == "checkpoint" and not resuming:  # checked before the data loads
-        start_checkpoint(train.init_from, recipe, model, scale)
+    start_model = None  # --init-from: read (and checked) before the data loads, once
+    if train.init == "checkpoint" and not resuming:
+        start_model = start_checkpoint(train.init_from, recipe, model, scale)
     if train.distill and train.distill_target == "features":  # before the start, which can take minutes
         _check_sfd_body(teacher, model)
     torch.manual_seed(train.seed)
@@ -188,7 +191,8 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
         init_info = (saved.get("run_settings") or {}).get("init") or {"method": train.init}
     else:  # on every rank alike (DDP starts every rank from rank 0's weights anyway); rank 0 reports it
         init_info = initialize_student_(student, teacher, data, recipe, train,
-                                        val_sets if context.is_main else [], progress=progress, device=device)
+                                        val_sets if context.is_main else [], progress=progress, device=device,
+                                        start_model=start_model)
     loss = _loss(student, train)
     optimizer = torch.optim.Adam(param_groups(student, train), lr=train.lr, betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=train.schedule(), gamma=0.5)
