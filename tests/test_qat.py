@@ -123,17 +123,18 @@ def test_skip_blocks_slims_statically_and_checks_the_index():
         build_quantized_(create_model("edsr", scale=2, num_block=3, num_feat=8), QuantRecipe(skip_blocks=(5,)))
 
 
-def test_output_distillation_trains_a_model_without_a_residual_body(rgb_folder, tmp_path):
+@pytest.mark.parametrize(("hr_weight", "name"), [(1.0, "output L1"), (0.0, "output L1, HR weight 0")])
+def test_output_distillation_trains_a_model_without_a_residual_body(rgb_folder, tmp_path, hr_weight, name):
     # CARN-M's body is a cascade, not a list of residual blocks: SFD has no features to take, L1 to the teacher's
     # output does.
     torch.manual_seed(0)
     teacher = create_model("carn_m", scale=2, num_feat=8)
     recipe = QuantRecipe(w_bits=4, a_bits=8, head_tail_bits=8, weight_granularity="per_channel")
     train = TrainRecipe(iterations=2, batch_size=2, lr_patch=8, val_every=0, distill_target="output",
-                        train_dirs=[str(rgb_folder)], val_sets=[str(rgb_folder)])
+                        hr_weight=hr_weight, train_dirs=[str(rgb_folder)], val_sets=[str(rgb_folder)])
     card = quantize_checkpoint(teacher, "carn_m", 2, recipe, train, tmp_path / "run", model_kwargs={"num_feat": 8},
                                progress=False, eval_sets=(str(rgb_folder),))
-    assert card["iterations"] == 2 and card["distillation"] == "output L1"
+    assert card["iterations"] == 2 and card["distillation"] == name
 
 
 def test_sfd_without_a_residual_body_is_refused_before_the_start(rgb_folder, tmp_path, monkeypatch):
@@ -161,3 +162,37 @@ def test_output_distill_loss_adds_the_distance_to_the_teachers_output():
     expected = (sr - hr).abs().mean() + 0.5 * (sr - teacher(lr)).abs().mean()
     assert loss.item() == pytest.approx(expected.item())
     assert OutputDistillLoss(0.5)(sr, hr).item() == pytest.approx((sr - hr).abs().mean().item())
+    # hr_weight 0: the teacher's output is the only target, so the HR patch cannot move the loss
+    teacher_only = OutputDistillLoss(0.5, hr_weight=0.0)
+    assert teacher_only(sr, hr, lr=lr, teacher=teacher).item() == pytest.approx(
+        0.5 * (sr - teacher(lr)).abs().mean().item())
+    assert teacher_only(sr, torch.rand(1, 3, 8, 8), lr=lr, teacher=teacher).item() == pytest.approx(
+        teacher_only(sr, hr, lr=lr, teacher=teacher).item())
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    (dict(hr_weight=0.0), "--distill-target output"),
+    (dict(hr_weight=0.0, distill=False, distill_target="output"), "--no-distill"),
+    (dict(hr_weight=-1.0, distill_target="output"), "finite number >= 0"),
+    (dict(hr_weight=float("nan"), distill_target="output"), "finite number >= 0"),
+])
+def test_hr_weight_is_refused_where_it_cannot_apply(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainRecipe(**kwargs)
+
+
+def test_a_run_saved_before_hr_weight_resumes_as_weight_1_and_refuses_another():
+    from dataclasses import asdict
+
+    from quantsr.checkpoints.format import checkpoint_metadata
+    from quantsr.qat.pipeline import check_resume
+
+    recipe = QuantRecipe(w_bits=4, a_bits=4)
+    saved = asdict(TrainRecipe(distill_target="output", iterations=4))
+    del saved["hr_weight"]  # what a last.pt written before the setting existed holds
+    ckpt = {"metadata": checkpoint_metadata("carn_m", 4, recipe=recipe), "iteration": 2,
+            "run_settings": {"train_recipe": saved}}
+    assert check_resume("last.pt", recipe, TrainRecipe(distill_target="output", iterations=4), ckpt=ckpt) == []
+    with pytest.raises(ValueError, match="--hr-weight 0.0 differs from the run's 1.0"):
+        check_resume("last.pt", recipe, TrainRecipe(distill_target="output", iterations=4, hr_weight=0.0),
+                     ckpt=ckpt)

@@ -28,6 +28,7 @@ from quantsr.quant import (
     quantized_layers,
     round_soft,
     round_ste,
+    shift_only,
     soft_round_grad,
 )
 
@@ -199,6 +200,22 @@ def test_set_range_set_step_and_disabled():
     assert layer.weight_quantizer.enabled and model[1].enabled
     with pytest.raises(RuntimeError, match="not initialised"):
         model(x)
+
+
+def test_shift_only_keeps_tau_and_drops_the_rounding():
+    act = ActQuantizer(2, 2, channel_dim=-3).eval()
+    act.set_range(0.5, signed=False)
+    with torch.no_grad():
+        act.tau.copy_(torch.tensor([0.1, -0.2]))
+    x = torch.tensor([0.03, 0.4, 9.0]).reshape(1, 1, 1, 3).expand(1, 2, 1, 3)
+    quantized = act(x)
+    with shift_only([act]):
+        # x + tau per channel, neither rounded nor clipped at the top level (1.5)
+        torch.testing.assert_close(act(x), x + act.tau.view(1, 2, 1, 1))
+    torch.testing.assert_close(act(x), quantized)
+    with pytest.raises(KeyError), shift_only([act]):
+        raise KeyError  # restored on error too
+    assert not act.shift_only and act(x)[0, 0, 0].tolist() == [0.0, 0.5, 1.5]
 
 
 def test_tau_broadcasts_per_channel():

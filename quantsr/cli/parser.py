@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distill-target", dest="distill_target", choices=["features", "output"],
                    help="what the student learns from its FP teacher: features (SFD, the paper's, default; needs "
                         "a body of residual blocks) or output (L1 to the teacher's output; any architecture)")
+    p.add_argument("--hr-weight", dest="hr_weight", type=float,
+                   help="with --distill-target output: weight of L1 to the HR patch next to L1 to the teacher's "
+                        "output (default 1; 0: learn the teacher's output alone)")
     p.add_argument("--concat-steps", dest="concat_steps", action="store_const", const=True,
                    help="one activation step per branch at the input of each conv over a concat (fusion convs)")
     p.add_argument("--qsa-keep", dest="qsa_keep", type=int, help="QSA: slim the body to this many blocks")

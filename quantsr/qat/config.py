@@ -21,6 +21,9 @@ class TrainRecipe:
     # teacher's output, weight 1 (any architecture; quantsr.qat.output_distill)
     distill_target: str = "features"
     distill_weight: float = 1e-4
+    # weight of L1 to the HR patch next to the teacher's output (distill_target "output" only); 0: the student
+    # learns the teacher's output alone
+    hr_weight: float = 1.0
     iterations: int = 10000
     batch_size: int = 16
     lr_patch: int = 48
@@ -54,6 +57,12 @@ class TrainRecipe:
         if (self.init == "checkpoint") != (self.init_from is not None):
             raise ValueError("training recipe: init 'checkpoint' needs init_from (a low-bit checkpoint), and "
                              f"init_from needs init 'checkpoint'; got init={self.init!r}, init_from={self.init_from!r}")
+        if not self.hr_weight >= 0 or self.hr_weight == float("inf"):
+            raise ValueError(f"training recipe: hr_weight must be a finite number >= 0, got {self.hr_weight}")
+        if self.hr_weight != 1.0 and not (self.distill and self.distill_target == "output"):
+            raise ValueError(f"training recipe: hr_weight {self.hr_weight} weights the HR term next to the "
+                             "teacher's output: it needs --distill-target output and distillation on (no "
+                             "--no-distill)")
         if self.init_samples < 1 or self.init_iterations < 0:
             raise ValueError("training recipe: init_samples must be >= 1 and init_iterations >= 0, got "
                              f"{self.init_samples} and {self.init_iterations}")

@@ -37,6 +37,9 @@ __all__ = ["TRAIN_RESUMABLE", "check_resume", "initialize_student_", "quantize_c
 # The training settings a resumed `quantsr quantize` run may change (how long, how often it reports, where it
 # runs); everything else, and the whole QuantRecipe, must be the run's.
 TRAIN_RESUMABLE = frozenset({"iterations", "val_every", "checkpoint_every", "max_train_minutes", "device"})
+# Training settings added since runs were first saved, with the value such a run trained with: a resume then
+# checks a changed flag against it instead of taking the flag unchecked.
+_TRAINED_BEFORE_SAVED = {"hr_weight": 1.0}
 # The flags that set a recipe or training field under another name (the rest: --field-name).
 _FLAGS = {"head_tail_bits": "--rest-int8 (head/tail bits)", "distill": "--no-distill (distillation)"}
 
@@ -58,7 +61,10 @@ def check_resume(path: str | Path, recipe: QuantRecipe, train: TrainRecipe, teac
     if saved_teacher and teacher_source and Path(saved_teacher).resolve() != Path(teacher_source).resolve():
         raise ValueError(f"--weights {teacher_source} differs from the run's teacher {saved_teacher} saved in "
                          f"{source}; drop --weights to keep it, or start a new --out")
-    _, lines = merge_resume_settings(settings.get("train_recipe"), asdict(train), source=source,
+    saved_train = settings.get("train_recipe")
+    if saved_train is not None:
+        saved_train = {**_TRAINED_BEFORE_SAVED, **saved_train}
+    _, lines = merge_resume_settings(saved_train, asdict(train), source=source,
                                      allowed=TRAIN_RESUMABLE, reached=int(ckpt["iteration"]), flags=_FLAGS)
     return lines
 
@@ -137,7 +143,7 @@ def _check_sfd_body(teacher: nn.Module, model: str) -> None:
 
 # distill_target -> (its name in the model card, the loss it trains with)
 _DISTILLATION = {
-    "output": ("output L1", lambda student, train: OutputDistillLoss(1.0)),
+    "output": ("output L1", lambda student, train: OutputDistillLoss(1.0, hr_weight=train.hr_weight)),
     "features": ("SFD", lambda student, train: SFDLoss(student, weight=train.distill_weight)),
 }
 
@@ -147,7 +153,10 @@ def _loss(student: nn.Module, train: TrainRecipe) -> nn.Module:
 
 
 def _distillation_name(train: TrainRecipe) -> str | None:
-    return _DISTILLATION[train.distill_target][0] if train.distill else None
+    if not train.distill:
+        return None
+    name = _DISTILLATION[train.distill_target][0]
+    return name if train.hr_weight == 1.0 else f"{name}, HR weight {train.hr_weight:g}"
 
 
 def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: QuantRecipe, train: TrainRecipe,

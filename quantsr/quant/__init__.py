@@ -11,6 +11,7 @@ _EXPORTS = {
     "LSQWeightQuantizer": "quantizers",
     "RBDWeightQuantizer": "quantizers",
     "disabled": "quantizers",
+    "shift_only": "quantizers",
     "round_soft": "quantizers",
     "round_ste": "quantizers",
     "sign_clip_ste": "quantizers",

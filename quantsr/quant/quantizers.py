@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -28,6 +28,7 @@ __all__ = [
     "grad_scale",
     "make_weight_quantizer",
     "round_soft",
+    "shift_only",
     "round_ste",
     "sign_clip_ste",
     "soft_round_grad",
@@ -169,6 +170,8 @@ class ActQuantizer(nn.Module):
       a checkpoint.
     * ``enabled`` (Python attribute, default True, not saved): when False, forward returns its input unchanged
       (no shift, no rounding, no initialisation); see :func:`disabled` for a full-precision pass of a model.
+      ``shift_only`` (likewise, default False): forward returns ``x~`` unclipped and unrounded, the input the
+      next layer's bias was trained against (see :func:`shift_only`).
     * Rounding gradient: ``"ste"`` (default) or ``"soft"`` (QuantSR's tanh surrogate, ``soft_k`` = k).
       Out-of-range values get zero gradient w.r.t. x and pass ``Qn``/``Qp`` to a (LSQ).
     """
@@ -207,6 +210,7 @@ class ActQuantizer(nn.Module):
         self.register_buffer("signed", torch.tensor(False))
         self._flags: tuple[bool, bool] | None = None  # python mirror of (initialized, signed): no device sync
         self.enabled = True
+        self.shift_only = False
 
     # -- state -------------------------------------------------------------------------------------------
     def _state(self) -> tuple[bool, bool]:
@@ -278,6 +282,8 @@ class ActQuantizer(nn.Module):
         if not self.enabled:
             return x
         xs = self._shift(x)
+        if self.shift_only:
+            return xs
         if not self._state()[0]:
             if not self.training:
                 raise RuntimeError(
@@ -465,3 +471,19 @@ def disabled(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for q, e in zip(qs, prev):
             q.enabled = e
+
+
+@contextmanager
+def shift_only(quantizers: Iterable[ActQuantizer]) -> Iterator[None]:
+    """Inside the block each of ``quantizers`` returns ``x + tau``, neither clipped nor rounded: that tensor's
+    rounding taken out while the learned shift, which the next conv's bias compensates, stays (a probe of one
+    quantizer's share of a low-bit model's loss). Restored on exit, even on error."""
+    quantizers = list(quantizers)
+    prev = [q.shift_only for q in quantizers]
+    try:
+        for q in quantizers:
+            q.shift_only = True
+        yield
+    finally:
+        for q, p in zip(quantizers, prev):
+            q.shift_only = p
