@@ -23,20 +23,16 @@ from torch import nn
 from quantsr import evaluate
 from quantsr.artifacts.atomic import write_text_atomic
 from quantsr.checkpoints.load import load_model, load_model_and_info
-from quantsr.quant.quantizers import QUANTIZERS, ActQuantizer, shift_only
+from quantsr.quant.quantizers import QUANTIZERS, ActQuantizer, disabled, shift_only
 
 
 @contextlib.contextmanager
 def weights_full_precision(model: nn.Module) -> Iterator[None]:
-    quantizers = [m for m in model.modules() if isinstance(m, QUANTIZERS) and not isinstance(m, ActQuantizer)]
-    prev = [q.enabled for q in quantizers]
-    for q in quantizers:
-        q.enabled = False
-    try:
+    with contextlib.ExitStack() as stack:
+        for q in model.modules():
+            if isinstance(q, QUANTIZERS) and not isinstance(q, ActQuantizer):
+                stack.enter_context(disabled(q))
         yield
-    finally:
-        for q, enabled in zip(quantizers, prev):
-            q.enabled = enabled
 
 
 def per_image(model: nn.Module, sets: list[str], scale: int) -> dict[str, dict[str, float]]:

@@ -3,6 +3,7 @@
 shipped ``model.pt``, so renaming a training flag cannot break a checkpoint."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +58,7 @@ class TrainRecipe:
         if (self.init == "checkpoint") != (self.init_from is not None):
             raise ValueError("training recipe: init 'checkpoint' needs init_from (a low-bit checkpoint), and "
                              f"init_from needs init 'checkpoint'; got init={self.init!r}, init_from={self.init_from!r}")
-        if not self.hr_weight >= 0 or self.hr_weight == float("inf"):
+        if not (math.isfinite(self.hr_weight) and self.hr_weight >= 0):
             raise ValueError(f"training recipe: hr_weight must be a finite number >= 0, got {self.hr_weight}")
         if self.hr_weight != 1.0 and not (self.distill and self.distill_target == "output"):
             raise ValueError(f"training recipe: hr_weight {self.hr_weight} weights the HR term next to the "

@@ -37,9 +37,6 @@ __all__ = ["TRAIN_RESUMABLE", "check_resume", "initialize_student_", "quantize_c
 # The training settings a resumed `quantsr quantize` run may change (how long, how often it reports, where it
 # runs); everything else, and the whole QuantRecipe, must be the run's.
 TRAIN_RESUMABLE = frozenset({"iterations", "val_every", "checkpoint_every", "max_train_minutes", "device"})
-# Training settings added since runs were first saved, with the value such a run trained with: a resume then
-# checks a changed flag against it instead of taking the flag unchecked.
-_TRAINED_BEFORE_SAVED = {"hr_weight": 1.0}
 # The flags that set a recipe or training field under another name (the rest: --field-name).
 _FLAGS = {"head_tail_bits": "--rest-int8 (head/tail bits)", "distill": "--no-distill (distillation)"}
 
@@ -63,7 +60,9 @@ def check_resume(path: str | Path, recipe: QuantRecipe, train: TrainRecipe, teac
                          f"{source}; drop --weights to keep it, or start a new --out")
     saved_train = settings.get("train_recipe")
     if saved_train is not None:
-        saved_train = {**_TRAINED_BEFORE_SAVED, **saved_train}
+        # A setting added to TrainRecipe since the run was saved defaults to what such a run trained with (and
+        # the resumed run gets that default too): a changed flag is checked against it, not taken unchecked.
+        saved_train = {**asdict(TrainRecipe()), **saved_train}
     _, lines = merge_resume_settings(saved_train, asdict(train), source=source,
                                      allowed=TRAIN_RESUMABLE, reached=int(ckpt["iteration"]), flags=_FLAGS)
     return lines

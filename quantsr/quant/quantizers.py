@@ -28,8 +28,8 @@ __all__ = [
     "grad_scale",
     "make_weight_quantizer",
     "round_soft",
-    "shift_only",
     "round_ste",
+    "shift_only",
     "sign_clip_ste",
     "soft_round_grad",
 ]
