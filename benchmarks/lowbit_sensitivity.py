@@ -8,14 +8,17 @@ bias mismatch, not the rounding); then all activation quantizers so, and all wei
 student has adapted to every rounding, so small or negative deltas there mean co-adaptation, not free bits.
 
     .venv/bin/python benchmarks/lowbit_sensitivity.py checkpoints/resume/carn_m_x4_w4a4_stage2/last.pt \\
-        --sets Set5 Set14 --bypass --out benchmarks/results/lowbit_sensitivity_carn_m_x4_w4a4.json   # ~40 s
+        --sets Set5 Set14 --bypass --calls --out benchmarks/results/lowbit_sensitivity_carn_m_x4_w4a4.json  # ~45 s
+
+``--calls``: for each activation quantizer, per call within one forward (a layer of a weight-shared block runs
+several times), the mean |x + tau| of its input and the share clipped above its range (``--bypass-sets``).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -23,6 +26,8 @@ from torch import nn
 from quantsr import evaluate
 from quantsr.artifacts.atomic import write_text_atomic
 from quantsr.checkpoints.load import load_model, load_model_and_info
+from quantsr.data.datasets import BenchmarkSet
+from quantsr.data.image_io import to_tensor
 from quantsr.quant.quantizers import QUANTIZERS, ActQuantizer, disabled, shift_only
 
 
@@ -45,6 +50,44 @@ def mean_psnr(model: nn.Module, sets: list[str], scale: int) -> float:
     return sum(s.psnr for s in result.sets) / len(result.sets)
 
 
+def call_statistics(model: nn.Module, sets: list[str], scale: int) -> dict[str, list[dict[str, float]]]:
+    """For each single-step activation quantizer, per call within one forward (a shared layer is called more than
+    once): the mean |x + tau| of its input and the share of values above its clip ``step * Qp``, averaged over
+    the images of ``sets``."""
+    sums: dict[str, list[list[float]]] = {}
+    counts: dict[str, int] = {}
+
+    def hook(name: str, q: ActQuantizer) -> Callable[[nn.Module, tuple], None]:
+        def record(_module: nn.Module, args: tuple) -> None:
+            x = q._shift(args[0])
+            clip = float(q.step.detach()) * q.qrange()[1]
+            calls = sums.setdefault(name, [])
+            index = counts[name] = counts.get(name, 0) + 1
+            if index > len(calls):
+                calls.append([0.0, 0.0, 0.0])
+            calls[index - 1][0] += float(x.abs().mean())
+            calls[index - 1][1] += float((x > clip).float().mean())
+            calls[index - 1][2] += 1
+        return record
+
+    handles = [q.register_forward_pre_hook(hook(n, q)) for n, q in model.named_modules()
+               if isinstance(q, ActQuantizer) and q.segments is None]
+    model.eval()
+    try:
+        with torch.no_grad():
+            for name in sets:
+                for image in BenchmarkSet.from_name(name, scale):
+                    counts.clear()
+                    model(to_tensor(image.lr))
+    finally:
+        for handle in handles:
+            handle.remove()
+    clips = {n: float(q.step.detach()) * q.qrange()[1] for n, q in model.named_modules()
+             if isinstance(q, ActQuantizer) and q.segments is None}
+    return {name: [{"mean_abs": round(m / k, 4), "clipped": round(c / k, 5), "clip": round(clips[name], 4)}
+                   for m, c, k in calls] for name, calls in sums.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", help="a low-bit checkpoint (quantize run's model.pt or last.pt)")
@@ -52,6 +95,8 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=["Set5"])
     parser.add_argument("--bypass", action="store_true", help="also skip each activation quantizer in turn")
     parser.add_argument("--bypass-sets", nargs="+", default=["Set5"], help="sets the bypass deltas average")
+    parser.add_argument("--calls", action="store_true",
+                        help="per call of each activation quantizer: mean |x + tau| and the share clipped above")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", help="JSON file to write")
     args = parser.parse_args()
@@ -62,7 +107,8 @@ def main() -> None:
         raise SystemExit(f"{args.checkpoint} is not a low-bit checkpoint (no quantization recipe)")
     teacher = load_model(args.teacher, model=info.model, scale=info.scale, model_kwargs=info.model_kwargs)
     scale = int(info.scale)
-    report: dict = {"checkpoint": args.checkpoint, "model": info.model, "scale": scale, "images": {}}
+    report: dict = {"checkpoint": args.checkpoint, "model": info.model, "scale": scale, "threads": args.threads,
+                    "images": {}}
     teacher_psnr, student_psnr = per_image(teacher, args.sets, scale), per_image(student, args.sets, scale)
     for name in args.sets:
         rows = {img: {"teacher": round(t, 3), "student": round(student_psnr[name][img], 3),
@@ -89,6 +135,11 @@ def main() -> None:
                 delta = mean_psnr(student, args.bypass_sets, scale) - base
             report["bypass"]["quantizers"][name] = round(delta, 4)
             print(f"  {name:44s} {delta:+.3f}", flush=True)
+    if args.calls:
+        report["calls"] = call_statistics(student, args.bypass_sets, scale)
+        for name, calls in report["calls"].items():
+            print(f"  {name:44s} " + " | ".join(f"mean {c['mean_abs']:.3f} clipped {100 * c['clipped']:.2f}%"
+                                                 for c in calls) + f"  (clip {calls[0]['clip']:.3f})", flush=True)
     if args.out:
         write_text_atomic(json.dumps(report, indent=1) + "\n", args.out)
         print(f"wrote {args.out}")

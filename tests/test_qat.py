@@ -181,7 +181,10 @@ def test_hr_weight_is_refused_where_it_cannot_apply(kwargs, message):
         TrainRecipe(**kwargs)
 
 
-def test_a_run_saved_before_hr_weight_resumes_as_weight_1_and_refuses_another():
+@pytest.mark.parametrize(("setting", "other", "flag"), [("hr_weight", {"hr_weight": 0.0}, "--hr-weight 0.0"),
+                                                     ("edge_candidates", {"edge_candidates": 4},
+                                                      "--edge-candidates 4")])
+def test_a_run_saved_before_a_setting_resumes_with_its_default_and_refuses_another(setting, other, flag):
     from dataclasses import asdict
 
     from quantsr.checkpoints.format import checkpoint_metadata
@@ -189,10 +192,9 @@ def test_a_run_saved_before_hr_weight_resumes_as_weight_1_and_refuses_another():
 
     recipe = QuantRecipe(w_bits=4, a_bits=4)
     saved = asdict(TrainRecipe(distill_target="output", iterations=4))
-    del saved["hr_weight"]  # what a last.pt written before the setting existed holds
+    del saved[setting]  # what a last.pt written before the setting existed holds
     ckpt = {"metadata": checkpoint_metadata("carn_m", 4, recipe=recipe), "iteration": 2,
             "run_settings": {"train_recipe": saved}}
     assert check_resume("last.pt", recipe, TrainRecipe(distill_target="output", iterations=4), ckpt=ckpt) == []
-    with pytest.raises(ValueError, match="--hr-weight 0.0 differs from the run's 1.0"):
-        check_resume("last.pt", recipe, TrainRecipe(distill_target="output", iterations=4, hr_weight=0.0),
-                     ckpt=ckpt)
+    with pytest.raises(ValueError, match=f"{flag} differs from the run's"):
+        check_resume("last.pt", recipe, TrainRecipe(distill_target="output", iterations=4, **other), ckpt=ckpt)

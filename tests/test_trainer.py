@@ -280,3 +280,31 @@ def test_time_budget_stops_checkpoints_and_is_kept_across_resume(rgb_folder, tmp
     more.fit()
     assert more.iteration == 8 and more.history.data_seconds + more.history.step_seconds == 2.0
     assert load_checkpoint(tmp_path / "last.pt")["iteration"] == 8
+
+
+def test_edge_candidates_pick_the_most_edge_rich_crop_deterministically(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from quantsr.data.datasets import PatchDataset
+    from quantsr.qat.config import TrainRecipe
+
+    # one half flat, one half a checkerboard: a crop's edge energy is the share of it on the checkerboard
+    img = np.full((64, 64, 3), 128, dtype=np.uint8)
+    img[:, 32:] = ((np.indices((64, 32)).sum(0) // 2) % 2 * 255)[..., None]
+    (tmp_path / "hr").mkdir()
+    Image.fromarray(img).save(tmp_path / "hr" / "half.png")
+
+    def mean_edges(data: PatchDataset) -> float:
+        lr = torch.cat([data.batch(i)[0] for i in range(10)])
+        return float((lr[..., 1:] - lr[..., :-1]).abs().mean())
+
+    kwargs = dict(scale=2, lr_patch=8, batch_size=8, seed=0, augment=False)
+    uniform = PatchDataset([tmp_path / "hr"], **kwargs)
+    picked = PatchDataset([tmp_path / "hr"], edge_candidates=4, **kwargs)
+    assert mean_edges(picked) > 1.3 * mean_edges(uniform)
+    assert torch.equal(picked.batch(3)[0], PatchDataset([tmp_path / "hr"], edge_candidates=4, **kwargs).batch(3)[0])
+    with pytest.raises(ValueError, match="edge_candidates must be >= 1"):
+        PatchDataset([tmp_path / "hr"], edge_candidates=0, **kwargs)
+    with pytest.raises(ValueError, match="edge_candidates must be >= 1"):
+        TrainRecipe(edge_candidates=0)

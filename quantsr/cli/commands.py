@@ -194,7 +194,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     if "init_from" in given:
         given.setdefault("init", "checkpoint")
     bits = {name: getattr(args, name) for name in ("w_bits", "a_bits", "weight_quantizer", "weight_granularity",
-                                                   "rounding", "qsa_keep", "concat_steps")
+                                                   "rounding", "qsa_keep", "concat_steps",
+                                                   "call_site_steps")
             if getattr(args, name) is not None}
     if args.rest_int8:
         bits["head_tail_bits"] = 8

@@ -113,11 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "output (default 1; 0: learn the teacher's output alone)")
     p.add_argument("--concat-steps", dest="concat_steps", action="store_const", const=True,
                    help="one activation step per branch at the input of each conv over a concat (fusion convs)")
+    p.add_argument("--call-site-steps", dest="call_site_steps", action="store_const", const=True,
+                   help="a block run several times with one set of weights (CARN-M's recursive block) gets its "
+                        "own activation quantizers at each call")
     p.add_argument("--qsa-keep", dest="qsa_keep", type=int, help="QSA: slim the body to this many blocks")
     p.add_argument("--iterations", type=int)
     p.add_argument("--batch-size", dest="batch_size", type=int)
     p.add_argument("--lr-patch", dest="lr_patch", type=int)
     p.add_argument("--lr", type=float)
+    p.add_argument("--edge-candidates", dest="edge_candidates", type=int,
+                   help="each training patch is the most edge-rich of N random crops (default 1: uniform crops)")
     p.add_argument("--max-train-minutes", dest="max_train_minutes", type=float,
                    help="wall-clock training budget: stop there, checkpoint, evaluate and write the model card")
     p.add_argument("--quantizer-lr-scale", dest="quantizer_lr_scale", type=float,

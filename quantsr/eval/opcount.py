@@ -266,8 +266,10 @@ def profile(
     # Parameters: each counted exactly once, attributed to the nearest counted layer (its weight at b_w bits, the
     # rest, e.g. bias and quantizer scales, at 32) or else to the module that owns them (32 bits).
     unused = 0
+    seen: set[int] = set()  # a tensor held by several modules (tied copies of a shared block) is stored once
     for name, m in model.named_modules():
-        own = list(m.named_parameters(recurse=False))
+        own = [(n, p) for n, p in m.named_parameters(recurse=False) if id(p) not in seen]
+        seen.update(id(p) for _, p in own)
         if not own:
             continue
         layer = next((p for p in _ancestors(name) if p in rows and _is_counted(model.get_submodule(p))), None)

@@ -24,7 +24,7 @@ def _bits(model: nn.Module) -> dict[str, Any]:
     wide = max(m.w_bits for m in layers)
     if wide > w:
         out["head_tail"] = wide
-    return {**out, "quantized_layers": len(layers)}
+    return {**out, "quantized_layers": len({id(m.weight) for m in layers})}  # tied copies hold their original's
 
 
 def artifact_card(path: Path, *, model_name: str, scale: int, model: nn.Module, backend: str, quant: str,

@@ -28,6 +28,8 @@ class TrainRecipe:
     iterations: int = 10000
     batch_size: int = 16
     lr_patch: int = 48
+    # each patch the most edge-rich of this many random crops (quantsr.data.PatchDataset); 1: uniform crops
+    edge_candidates: int = 1
     lr: float = 2e-4
     quantizer_lr_scale: float = 1.0  # lr multiplier for quantizer parameters (steps, tau, s_i, beta_i)
     # The student's starting point: "lsq" (the quantizers' own initial values at the first batch), "mse" (PTQ
@@ -64,6 +66,8 @@ class TrainRecipe:
             raise ValueError(f"training recipe: hr_weight {self.hr_weight} weights the HR term next to the "
                              "teacher's output: it needs --distill-target output and distillation on (no "
                              "--no-distill)")
+        if self.edge_candidates < 1:
+            raise ValueError(f"training recipe: edge_candidates must be >= 1, got {self.edge_candidates}")
         if self.init_samples < 1 or self.init_iterations < 0:
             raise ValueError("training recipe: init_samples must be >= 1 and init_iterations >= 0, got "
                              f"{self.init_samples} and {self.init_iterations}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -24,6 +24,7 @@ from quantsr.qat.qsa import QSAScheduler
 from quantsr.qat.reconstruct import ReconstructionConfig, reconstruct_
 from quantsr.qat.sfd import SFDLoss
 from quantsr.qat.student import make_student, param_groups
+from quantsr.quant.call_sites import has_call_site_steps, supports_call_site_steps, untie_call_sites_
 from quantsr.quant.ptq import ptq_
 from quantsr.quant.quantize import calibrate_
 from quantsr.quant.recipe import QuantRecipe
@@ -86,6 +87,8 @@ def initialize_student_(student: nn.Module, teacher: nn.Module, data: PatchDatas
         info["from"] = str(Path(train.init_from).resolve())
         info["sha256"] = file_digest(Path(train.init_from))[:12]
         start_model = start_model if start_model is not None else start_checkpoint(train.init_from, recipe)
+        if has_call_site_steps(start_model):
+            untie_call_sites_(student)
         try:
             student.load_state_dict(start_model.state_dict())
         except RuntimeError as exc:  # same recipe, other shapes: other architecture options (--model-kw)
@@ -125,6 +128,9 @@ def start_checkpoint(path: str | Path, recipe: QuantRecipe, model: str | None = 
         raise ValueError(f"--init-from {path} is an FP checkpoint; start from a low-bit one (a quantize run's "
                          "model.pt or last.pt), or pass it as --weights")
     saved, given = info.recipe.to_dict(), recipe.to_dict()
+    # A start with shared activation quantizers may go on with one per call (each starts from the shared values).
+    if given.get("call_site_steps") and not saved.get("call_site_steps"):
+        saved["call_site_steps"] = True
     differ = [f"{_FLAGS.get(k, cli_flag(k))} {saved[k]} (this run: {given.get(k)})" for k in saved
               if saved[k] != given.get(k)]
     if differ:
@@ -188,11 +194,17 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
         _check_sfd_body(teacher, model)
     torch.manual_seed(train.seed)
     teacher = teacher.eval()
-    student = make_student(teacher, recipe)
+    # Block-wise reconstruction pairs each student layer with the teacher's of the same name, and an --init-from
+    # checkpoint may have one quantizer for all calls: those starts fit the shared form, and each call's quantizers
+    # then start from its values. An LSQ or MSE start calibrates each call on its own input.
+    shared_start = not resuming and train.init in ("block", "checkpoint")
+    student = make_student(teacher, replace(recipe, call_site_steps=False) if shared_start else recipe)
+    if recipe.call_site_steps and not supports_call_site_steps(student):  # before a start that can take minutes
+        raise ValueError(f"{model} calls no shared block more than once; drop --call-site-steps")
 
     train_dirs = train.train_dirs or [str(default_data_root() / "train" / name) for name in ("T91", "BSD200")]
     data = PatchDataset(train_dirs, scale, lr_patch=train.lr_patch, batch_size=train.batch_size, seed=train.seed,
-                        show_progress=progress)
+                        show_progress=progress, edge_candidates=train.edge_candidates)
     val_sets = [BenchmarkSet.from_name(name, scale) for name in train.val_sets]
     if resuming:  # the starting point is in last.pt (its weights and steps, and how it was made)
         calibrate_(student, data.batch(0)[0])
@@ -201,6 +213,8 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
         init_info = initialize_student_(student, teacher, data, recipe, train,
                                         val_sets if context.is_main else [], progress=progress, device=device,
                                         start_model=start_model)
+        if recipe.call_site_steps:
+            untie_call_sites_(student)
     loss = _loss(student, train)
     optimizer = torch.optim.Adam(param_groups(student, train), lr=train.lr, betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=train.schedule(), gamma=0.5)
@@ -244,7 +258,8 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
         "teacher": teacher_source, "distillation": _distillation_name(train), "init": init_info,
         "qsa": None if qsa is None else {"kept_blocks": recipe.qsa_keep,
                                          "events": [asdict(e) for e in qsa.events]},
-        "data": {"train": train_dirs, "lr_patch": train.lr_patch, "batch_size": train.batch_size},
+        "data": {"train": train_dirs, "lr_patch": train.lr_patch, "batch_size": train.batch_size,
+                 "edge_candidates": train.edge_candidates},
         "iterations": trainer.iteration, "cpu_seconds_this_run": round(cpu_seconds, 1),
         "train_seconds_total": round(history.data_seconds + history.step_seconds, 1),
         "machine": platform.processor() or platform.machine(), "device": train.device,

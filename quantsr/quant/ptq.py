@@ -223,9 +223,8 @@ def ptq_(model: nn.Module, config, calib_batches: Iterable[torch.Tensor], method
     for q in acts:
         if q.tau is not None:
             q.tau.zero_()
-    for layer in model.modules():
-        if isinstance(layer, QUANT_LAYERS):
-            _set_weight_step(layer, method, percentile, grid)
+    for layer in _distinct_weight_layers(model):
+        _set_weight_step(layer, method, percentile, grid)
     model.eval()
     if method == "lsq":
         for q in acts:
@@ -257,5 +256,13 @@ def ptq_(model: nn.Module, config, calib_batches: Iterable[torch.Tensor], method
 @torch.no_grad()
 def weight_quant_error(model: nn.Module) -> float:
     """Sum over quantized layers of ``||Q(W) - W||^2`` (a PTQ diagnostic)."""
-    return float(sum((m.quantized_weight() - m.weight).square().sum() for m in model.modules()
-                     if isinstance(m, QUANT_LAYERS)))
+    return float(sum((m.quantized_weight() - m.weight).square().sum() for m in _distinct_weight_layers(model)))
+
+
+def _distinct_weight_layers(model: nn.Module) -> list[nn.Module]:
+    """The quantized layers, one per weight tensor (tied copies of a shared block hold their original's)."""
+    layers: dict[int, nn.Module] = {}
+    for m in model.modules():
+        if isinstance(m, QUANT_LAYERS):
+            layers.setdefault(id(m.weight), m)
+    return list(layers.values())

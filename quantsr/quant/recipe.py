@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from quantsr.models.slimmable import make_slimmable_, slimmable_blocks
+from quantsr.quant.call_sites import untie_call_sites_
 from quantsr.quant.concat import concat_inputs, segment_concat_steps_
 from quantsr.quant.configs import MixedConfig, QuantSRConfig
 from quantsr.quant.quantize import quantize_
@@ -41,6 +42,9 @@ class QuantRecipe:
     * ``head_tail_bits``: 32 (FP head/tail/upsampler, the paper's accounting) or 8 (int8, deployable).
     * ``concat_steps``: one activation step per branch at the input of each conv over a channel concat (the
       fusion convs; :mod:`quantsr.quant.concat`), as the deployed graph's split concat has; off: one step.
+    * ``call_site_steps``: a block the network runs several times with one set of weights (CARN-M's recursive
+      residual block) gets its own activation quantizers at each call (:mod:`quantsr.quant.call_sites`); off:
+      one quantizer per layer, shared by its calls.
     * ``qsa_keep``: QSA's target block count (None: no learned slimming); ``skip_blocks``: body blocks skipped
       from the start (fixed slimming). Either makes the body slimmable; the blocks QSA pruned are recorded in the
       state dict (each block's ``skipped`` flag).
@@ -54,6 +58,7 @@ class QuantRecipe:
     layers: str = "body"
     head_tail_bits: int = 32
     concat_steps: bool = False
+    call_site_steps: bool = False
     qsa_keep: int | None = None
     skip_blocks: tuple[int, ...] = ()  # any iterable (or None) on input, a tuple after construction
     version: int = field(default=RECIPE_VERSION)
@@ -118,7 +123,8 @@ def _check_version(version: Any) -> None:
 
 def build_quantized_(net: nn.Module, recipe: QuantRecipe) -> nn.Module:
     """Turn an FP model into the recipe's architecture in place: slimmable blocks (skipping ``skip_blocks``) if
-    the recipe slims, then quantized layers. Returns the model."""
+    the recipe slims, then quantized layers (and the shared blocks' calls untied, with ``call_site_steps``).
+    Returns the model."""
     if recipe.slimmable:
         make_slimmable_(net)
     blocks = slimmable_blocks(net)
@@ -132,4 +138,6 @@ def build_quantized_(net: nn.Module, recipe: QuantRecipe) -> nn.Module:
         parts = concat_inputs(net, example)
     net = quantize_(net, recipe.quant_config())
     segment_concat_steps_(net, parts)
+    if recipe.call_site_steps:
+        untie_call_sites_(net)
     return net

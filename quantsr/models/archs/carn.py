@@ -9,6 +9,7 @@ scale argument; ``convert_checkpoint`` drops the other branches and renames to B
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -56,7 +57,12 @@ def _cascade(x: torch.Tensor, blocks: list[nn.Module], fusers: list[nn.Module]) 
 
 
 class CascadingBlock(nn.Module):
-    """Local cascade; CARN-M shares one EResidualBlock (``b1``) across its three stages (recursive)."""
+    """Local cascade; CARN-M shares one EResidualBlock (``b1``) across its three stages (recursive).
+
+    ``b1_calls`` (empty: every stage runs ``b1``) holds the second and third stages' own modules once a low-bit
+    recipe unties the calls (:func:`quantsr.quant.call_sites.untie_call_sites_`): copies of ``b1`` that share its
+    weights and keep their own activation quantizers, since each stage's input has its own range.
+    """
 
     def __init__(self, num_feat: int = 64, group: int = 4) -> None:
         super().__init__()
@@ -64,9 +70,22 @@ class CascadingBlock(nn.Module):
         self.c1 = BasicBlock(num_feat * 2, num_feat)
         self.c2 = BasicBlock(num_feat * 3, num_feat)
         self.c3 = BasicBlock(num_feat * 4, num_feat)
+        self.b1_calls = nn.ModuleList()
+
+    @property
+    def calls_untied(self) -> bool:
+        return len(self.b1_calls) > 0
+
+    def untie_calls_(self, tied_copy: Callable[[nn.Module], nn.Module]) -> bool:
+        """Give the second and third stages ``tied_copy(b1)`` each; False (nothing done) if already untied."""
+        if self.calls_untied:
+            return False
+        self.b1_calls = nn.ModuleList([tied_copy(self.b1) for _ in range(2)])
+        return True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _cascade(x, [self.b1, self.b1, self.b1], [self.c1, self.c2, self.c3])
+        stages = [self.b1, *self.b1_calls] if self.calls_untied else [self.b1, self.b1, self.b1]
+        return _cascade(x, stages, [self.c1, self.c2, self.c3])
 
 
 class CARNBody(nn.Module):
