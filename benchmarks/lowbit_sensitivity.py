@@ -54,13 +54,15 @@ def call_statistics(model: nn.Module, sets: list[str], scale: int) -> dict[str, 
     """For each single-step activation quantizer, per call within one forward (a shared layer is called more than
     once): the mean |x + tau| of its input and the share of values above its clip ``step * Qp``, averaged over
     the images of ``sets``."""
+    quantizers = {n: q for n, q in model.named_modules() if isinstance(q, ActQuantizer) and q.segments is None}
+    clips = {n: float(q.step.detach()) * q.qrange()[1] for n, q in quantizers.items()}
     sums: dict[str, list[list[float]]] = {}
     counts: dict[str, int] = {}
 
     def hook(name: str, q: ActQuantizer) -> Callable[[nn.Module, tuple], None]:
         def record(_module: nn.Module, args: tuple) -> None:
             x = q._shift(args[0])
-            clip = float(q.step.detach()) * q.qrange()[1]
+            clip = clips[name]
             calls = sums.setdefault(name, [])
             index = counts[name] = counts.get(name, 0) + 1
             if index > len(calls):
@@ -70,8 +72,7 @@ def call_statistics(model: nn.Module, sets: list[str], scale: int) -> dict[str, 
             calls[index - 1][2] += 1
         return record
 
-    handles = [q.register_forward_pre_hook(hook(n, q)) for n, q in model.named_modules()
-               if isinstance(q, ActQuantizer) and q.segments is None]
+    handles = [q.register_forward_pre_hook(hook(n, q)) for n, q in quantizers.items()]
     model.eval()
     try:
         with torch.no_grad():
@@ -82,8 +83,6 @@ def call_statistics(model: nn.Module, sets: list[str], scale: int) -> dict[str, 
     finally:
         for handle in handles:
             handle.remove()
-    clips = {n: float(q.step.detach()) * q.qrange()[1] for n, q in model.named_modules()
-             if isinstance(q, ActQuantizer) and q.segments is None}
     return {name: [{"mean_abs": round(m / k, 4), "clipped": round(c / k, 5), "clip": round(clips[name], 4)}
                    for m, c, k in calls] for name, calls in sums.items()}
 

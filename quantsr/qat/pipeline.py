@@ -24,7 +24,7 @@ from quantsr.qat.qsa import QSAScheduler
 from quantsr.qat.reconstruct import ReconstructionConfig, reconstruct_
 from quantsr.qat.sfd import SFDLoss
 from quantsr.qat.student import make_student, param_groups
-from quantsr.quant.call_sites import has_call_site_steps, supports_call_site_steps, untie_call_sites_
+from quantsr.quant.call_sites import check_call_site_steps, has_call_site_steps, untie_call_sites_
 from quantsr.quant.ptq import ptq_
 from quantsr.quant.quantize import calibrate_
 from quantsr.quant.recipe import QuantRecipe
@@ -199,8 +199,8 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
     # then start from its values. An LSQ or MSE start calibrates each call on its own input.
     shared_start = not resuming and train.init in ("block", "checkpoint")
     student = make_student(teacher, replace(recipe, call_site_steps=False) if shared_start else recipe)
-    if recipe.call_site_steps and not supports_call_site_steps(student):  # before a start that can take minutes
-        raise ValueError(f"{model} calls no shared block more than once; drop --call-site-steps")
+    if recipe.call_site_steps:  # refused before a start that can take minutes
+        check_call_site_steps(student)
 
     train_dirs = train.train_dirs or [str(default_data_root() / "train" / name) for name in ("T91", "BSD200")]
     data = PatchDataset(train_dirs, scale, lr_patch=train.lr_patch, batch_size=train.batch_size, seed=train.seed,

@@ -31,8 +31,8 @@ _EXPORTS = {
     "equalize_activations_": "equalize",
     "gptq_int8_weights_": "gptq",
     "build_quantized_": "recipe",
+    "check_call_site_steps": "call_sites",
     "has_call_site_steps": "call_sites",
-    "supports_call_site_steps": "call_sites",
     "tied_copy": "call_sites",
     "untie_call_sites_": "call_sites",
 }

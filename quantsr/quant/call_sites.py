@@ -23,7 +23,7 @@ from torch import nn
 
 from quantsr.quant.quantizers import ActQuantizer
 
-__all__ = ["has_call_site_steps", "supports_call_site_steps", "tied_copy", "untie_call_sites_"]
+__all__ = ["check_call_site_steps", "has_call_site_steps", "tied_copy", "untie_call_sites_"]
 
 
 def tied_copy(module: nn.Module) -> nn.Module:
@@ -48,19 +48,20 @@ def _owners(model: nn.Module) -> list[tuple[str, nn.Module]]:
             if callable(getattr(m, "untie_calls_", None)) and hasattr(m, "calls_untied")]
 
 
-def supports_call_site_steps(model: nn.Module) -> bool:
-    """True when some module of ``model`` calls a shared block several times and can untie those calls."""
-    return bool(_owners(model))
+def check_call_site_steps(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The modules of ``model`` that call a shared block several times and can untie those calls; a ValueError if
+    there is none (the recipe's ``call_site_steps`` then means nothing)."""
+    owners = _owners(model)
+    if not owners:
+        raise ValueError(f"{type(model).__name__} calls no shared block more than once; drop --call-site-steps")
+    return owners
 
 
 def untie_call_sites_(model: nn.Module) -> list[str]:
     """Give every repeated call of a shared block its own activation quantizers (a tied copy per extra call), in
     place; blocks already untied are left alone. Returns the modules changed; a ValueError if ``model`` has no
-    shared block (the recipe's ``call_site_steps`` then means nothing)."""
-    owners = _owners(model)
-    if not owners:
-        raise ValueError(f"{type(model).__name__} calls no shared block more than once; drop --call-site-steps")
-    return [fqn for fqn, owner in owners if owner.untie_calls_(tied_copy)]
+    shared block."""
+    return [fqn for fqn, owner in check_call_site_steps(model) if owner.untie_calls_(tied_copy)]
 
 
 def has_call_site_steps(model: nn.Module) -> bool:
