@@ -299,7 +299,8 @@ def test_learning_a_qat_programs_scales_keeps_its_learned_steps():
     assert steps <= written
 
 
-def test_per_channel_weight_steps_reach_the_program_and_the_pte(tmp_path):
+@pytest.mark.parametrize("granularity", ["per_channel", "per_channel_oriented"])
+def test_per_channel_weight_steps_reach_the_program_and_the_pte(tmp_path, granularity):
     import sys
     from pathlib import Path
 
@@ -309,7 +310,7 @@ def test_per_channel_weight_steps_reach_the_program_and_the_pte(tmp_path):
     from quantsr.export.deploy import to_deploy_model
     from quantsr.quant.layers import QConv2d
 
-    net = tiny_qat(bits=4, granularity="per_channel")
+    net = tiny_qat(bits=4, granularity=granularity)
     layer = next(m for m in net.modules() if isinstance(m, QConv2d))
     with torch.no_grad():  # a negative step (LSQ steps can cross zero) must flip only its own channel
         layer.weight_quantizer.step[0] *= -1

@@ -176,6 +176,20 @@ def test_calibration_batches(rgb_folder):
     assert 0.0 <= float(batches[0].min()) and float(batches[0].max()) <= 1.0
 
 
+@pytest.mark.parametrize("method", ["minmax", "percentile", "mse", "lsq"])
+def test_oriented_steps_mirror_channels_with_large_negative_weights(method):
+    model = _edsr()
+    with torch.no_grad():
+        model.body[0].conv1.weight[:4, 0, 0, 0] = -1.0  # four channels with one large negative weight
+    oriented = ptq_(copy.deepcopy(model), QuantSRConfig(2, 8, weight_granularity="per_channel_oriented"),
+                    _calib(), method=method)
+    plain = ptq_(copy.deepcopy(model), QuantSRConfig(2, 8, weight_granularity="per_channel"), _calib(),
+                 method=method)
+    step = oriented.body[0].conv1.weight_quantizer.step.detach().flatten()
+    assert bool((step[:4] < 0).all())  # mirrored: their extra level on the negative side
+    assert weight_quant_error(oriented) < weight_quant_error(plain)
+
+
 @pytest.mark.parametrize("method", ["minmax", "mse"])
 def test_per_channel_steps_follow_each_channel(method):
     model = _edsr()

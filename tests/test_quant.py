@@ -461,6 +461,55 @@ def test_per_channel_weight_steps(kind):
     assert float(wq.step[5]) == 6.0
 
 
+@pytest.mark.parametrize("kind", ["rbd", "lsq"])
+def test_oriented_grid_mirrors_the_channels_whose_largest_weights_are_negative(kind):
+    from quantsr.quant.quantizers import make_weight_quantizer
+
+    torch.manual_seed(0)
+    base = torch.randn(1, 8, 3, 3) * 0.1
+    base[0, 0, 0, 0] = 1.0  # one large positive weight
+    weight = torch.cat([base, -base])  # channel 1 is channel 0 mirrored: its large weight is negative
+    plain = make_weight_quantizer(kind, 2, weight, "per_channel")
+    oriented = make_weight_quantizer(kind, 2, weight, "per_channel_oriented")
+    step = oriented.step.detach().flatten()
+    assert float(step[0]) > 0 and float(step[1]) == -float(step[0])
+    error = lambda q: (q(weight) - weight).square().flatten(1).sum(1)  # noqa: E731
+    # the skewed grid {-1, 0, 1, 2} a clips the mirrored channel's large weight; mirrored, it fits as channel 0
+    assert float(error(plain)[1]) > float(error(plain)[0])
+    torch.testing.assert_close(error(oriented)[1], error(oriented)[0])
+    levels, steps = oriented.integer_weight(weight)
+    torch.testing.assert_close(oriented(weight), steps * levels.float())
+    mirrored = torch.round(oriented(weight)[1] / step[1].abs()).detach()
+    assert float(mirrored.min()) == -2 and float(mirrored.max()) <= 1  # the mirrored grid {-2, -1, 0, 1} |a|
+    assert "per_channel_oriented" in oriented.extra_repr()
+    with pytest.raises(ValueError, match="needs per-channel steps"):
+        type(oriented)(2, weight, per_channel=False, oriented=True)
+
+
+def test_the_cli_offers_every_weight_granularity_and_the_recipe_keeps_oriented_signs():
+    from quantsr.cli.parser import build_parser
+    from quantsr.quant.quantizers import WEIGHT_GRANULARITIES
+    from quantsr.quant.recipe import QuantRecipe, build_quantized_
+
+    for granularity in WEIGHT_GRANULARITIES:
+        args = build_parser().parse_args(["quantize", "--model", "edsr", "--out", "x",
+                                          "--weight-granularity", granularity])
+        assert args.weight_granularity == granularity
+    recipe = QuantRecipe(w_bits=2, head_tail_bits=8, weight_granularity="per_channel_oriented")
+    model = build_quantized_(create_model("edsr", scale=2, num_feat=8, num_block=2), recipe)
+    x = torch.rand(1, 3, 8, 8)
+    calibrate_(model, x)
+    layer = next(m for m in model.modules() if isinstance(m, QConv2d) and m.w_bits == 2)
+    with torch.no_grad():
+        layer.weight_quantizer.step[1] *= -1
+    again = build_quantized_(create_model("edsr", scale=2, num_feat=8, num_block=2),
+                             QuantRecipe.from_dict(recipe.to_dict()))
+    again.load_state_dict(model.state_dict())  # a mirrored channel is a negative step: nothing else to restore
+    model.eval(), again.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+
+
 def test_per_channel_granularity_through_configs_and_recipe():
     from quantsr.quant.recipe import QuantRecipe, build_quantized_
 

@@ -99,8 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--w-bits", dest="w_bits", type=int)
     p.add_argument("--a-bits", dest="a_bits", type=int)
     p.add_argument("--weight-quantizer", dest="weight_quantizer", choices=["rbd", "lsq"])
-    p.add_argument("--weight-granularity", dest="weight_granularity", choices=["per_tensor", "per_channel"],
-                   help="one weight step per tensor (the paper's setting, default) or per output channel")
+    p.add_argument("--weight-granularity", dest="weight_granularity",
+                   choices=["per_tensor", "per_channel", "per_channel_oriented"],
+                   help="one weight step per tensor (the paper's setting, default) or per output channel; "
+                        "per_channel_oriented: per channel, each channel's asymmetric grid mirrored where its "
+                        "largest weights are negative (a negative step)")
     p.add_argument("--rounding", choices=["ste", "soft"])
     p.add_argument("--rest-int8", dest="rest_int8", action="store_const", const=True,
                    help="head/tail/upsampler int8 instead of FP32")

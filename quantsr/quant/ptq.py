@@ -20,6 +20,9 @@ quantizers so the model can be evaluated directly (``quantsr.eval.evaluate``). M
   ``2 mean|W| / sqrt(Qp)``, activations ``2 mean|x~| / sqrt(Qp)``), i.e. :func:`quantsr.quant.calibrate_` on the
   concatenated calibration batches with no training.
 
+With ``weight_granularity="per_channel_oriented"`` each channel's weight step is found for the channel and for
+its negation, and the one with the smaller error wins; the mirrored grid is stored as a negative step.
+
 Statistics for minmax/percentile/mse come from the full-precision network (all quantizers bypassed while
 forward pre-hooks on each :class:`ActQuantizer` record its input); ``"lsq"`` follows ``calibrate_``, where each
 quantizer sees the output of the already-quantized layers before it.
@@ -168,14 +171,27 @@ def _set_weight_step(layer: nn.Module, method: str, percentile: float, grid: int
     rows = w.detach().flatten(1) if wq.per_channel else [w.detach()]
     steps = []
     for row in rows:
-        w_max = float(row.abs().max())
-        if method == "percentile":
-            w_max = _abs_quantile(row, percentile / 100.0)
-        step = max(w_max, 1e-8) / hi
-        if method == "mse":
-            step = _mse_step(row, step, lo, hi, grid)
+        step = _row_step(row, method, percentile, lo, hi, grid)
+        if wq.oriented:  # the mirrored grid (a negative step) where it fits the channel better
+            mirrored = _row_step(-row, method, percentile, lo, hi, grid)
+            if _grid_error(-row, mirrored, lo, hi) < _grid_error(row, step, lo, hi):
+                step = -mirrored
         steps.append(step)
     wq.set_step(torch.tensor(steps) if len(steps) > 1 else steps[0])
+
+
+def _row_step(row: torch.Tensor, method: str, percentile: float, lo: int, hi: int, grid: int) -> float:
+    """One weight step (positive) for the values ``row`` on the levels ``[lo, hi]``, by ``method``."""
+    w_max = float(row.abs().max())
+    if method == "percentile":
+        w_max = _abs_quantile(row, percentile / 100.0)
+    step = max(w_max, 1e-8) / hi
+    return _mse_step(row, step, lo, hi, grid) if method == "mse" else step
+
+
+def _grid_error(row: torch.Tensor, step: float, lo: int, hi: int) -> float:
+    x = row.double()
+    return float((_uniform(x, torch.tensor(step, dtype=torch.float64), lo, hi) - x).square().sum())
 
 
 @torch.no_grad()

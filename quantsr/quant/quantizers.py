@@ -1,11 +1,6 @@
-"""QuantSR+ quantizers (docs/method.md, "RBD weight quantizer" and "Activation quantizer"): rounding functions, the
-redistributed activation quantizer and the RBD bit-plane weight quantizer, plus a plain LSQ weight quantizer for
-ablations.
-
-Step-size gradient scaling. The method writes ``a' = (a - a*g).detach() + a*g``. We compute the same thing as
-``a.detach() + (a*g - (a*g).detach())``: identical gradient (g), but the forward value is *exactly* ``a`` (x - x
-is exactly 0 in floating point, whereas (a - a*g) + a*g can be off by one ulp), so ``step * integer_levels``
-reproduces the fake-quantized weights bit for bit at export.
+"""QuantSR+ quantizers (docs/method.md, "RBD weight quantizer" and "Activation quantizer"): the redistributed
+activation quantizer and the RBD bit-plane weight quantizer, plus a plain LSQ weight quantizer for ablations. The
+rounding functions and the LSQ gradient scale they use are in :mod:`quantsr.quant.rounding` (re-exported here).
 """
 from __future__ import annotations
 
@@ -16,6 +11,8 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
+
+from quantsr.quant.rounding import grad_scale, round_soft, round_ste, sign_clip_ste, soft_round_grad
 
 __all__ = [
     "ROUNDINGS",
@@ -36,76 +33,9 @@ __all__ = [
 
 ROUNDINGS = ("ste", "soft")
 WEIGHT_QUANTIZERS = ("rbd", "lsq", "lsq_sym")
-# one weight step per tensor (the paper's setting) or per output channel (dim 0 of the weight)
-WEIGHT_GRANULARITIES = ("per_tensor", "per_channel")
-
-
-# --------------------------------------------------------------------------------------------- rounding / sign
-class _RoundSTE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, u: torch.Tensor) -> torch.Tensor:
-        return torch.round(u)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return grad
-
-
-def soft_round_grad(u: torch.Tensor, k: float = 1.0) -> torch.Tensor:
-    """QuantSR's tanh surrogate derivative: ``k (1 - tanh^2(k (frac(u) - 1/2))) / (2 tanh(k/2))``.
-
-    It is the derivative of ``floor(u) + 1/2 + tanh(k (frac(u) - 1/2)) / (2 tanh(k/2))``, a smooth staircase
-    that passes through the integers; its mean over one period is 1 (as the STE's).
-    """
-    frac = u - torch.floor(u)
-    th = torch.tanh(k * (frac - 0.5))
-    return k * (1.0 - th * th) / (2.0 * math.tanh(k / 2.0))
-
-
-class _RoundSoft(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, u: torch.Tensor, k: float) -> torch.Tensor:
-        ctx.save_for_backward(u)
-        ctx.k = k
-        return torch.round(u)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (u,) = ctx.saved_tensors
-        return grad * soft_round_grad(u, ctx.k), None
-
-
-def round_ste(u: torch.Tensor) -> torch.Tensor:
-    """``round(u)`` forward, identity gradient (straight-through)."""
-    return _RoundSTE.apply(u)
-
-
-def round_soft(u: torch.Tensor, k: float = 1.0) -> torch.Tensor:
-    """``round(u)`` forward, :func:`soft_round_grad` gradient."""
-    return _RoundSoft.apply(u, k)
-
-
-class _SignClipSTE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, z: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(z)
-        return torch.where(z >= 0, torch.ones_like(z), -torch.ones_like(z))
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (z,) = ctx.saved_tensors
-        return grad * (z.abs() <= 1).to(grad.dtype)
-
-
-def sign_clip_ste(z: torch.Tensor) -> torch.Tensor:
-    """``sign(z)`` in {-1, +1} (0 -> +1); backward ``1 if |z| <= 1 else 0`` (clip-STE)."""
-    return _SignClipSTE.apply(z)
-
-
-def grad_scale(a: torch.Tensor, g: float) -> torch.Tensor:
-    """Value ``a`` exactly, gradient ``g * dL/da`` (LSQ step-size gradient scaling; see module docstring)."""
-    ag = a * g
-    return a.detach() + (ag - ag.detach())
+# one weight step per tensor (the paper's setting) or per output channel (dim 0 of the weight); "oriented": per
+# channel, each step's sign chosen at initialisation (a negative step mirrors the channel's asymmetric grid)
+WEIGHT_GRANULARITIES = ("per_tensor", "per_channel", "per_channel_oriented")
 
 
 def _check_granularity(granularity: str) -> str:
@@ -312,16 +242,28 @@ class _WeightQuantizerBase(nn.Module):
     """Step ``a`` per tensor (or, ``per_channel=True``, per output channel; init ``2 mean(|W|) / sqrt(Qp)``,
     Qp = 2^(b-1)-1) with the LSQ gradient scale.
 
+    ``oriented=True`` (per channel only): each channel's step starts with the sign whose grid fits the channel
+    better. The level set ``[lo, hi]`` is asymmetric (RBD: one more level above zero than below), and
+    ``a * levels(W / a)`` with ``a < 0`` is that grid mirrored, its extra level on the negative side: at 2 bits
+    ``{-2, -1, 0, 1} |a|`` instead of ``{-1, 0, 1, 2} |a|``, for a channel whose largest weights are negative.
+    The sign lives in the step itself (no extra state); export already takes a negative step's sign into the
+    integer levels.
+
     Integer levels lie in ``[lo, hi]``; ``integer_weight(W)`` returns ``(levels, step)`` with
     ``forward(W) == step * levels`` exactly. ``enabled = False`` (Python attribute, not saved) makes forward
     return ``W`` unchanged; ``integer_weight`` is unaffected.
     """
 
-    def __init__(self, bits: int, weight: torch.Tensor | None = None, per_channel: bool = False) -> None:
+    def __init__(self, bits: int, weight: torch.Tensor | None = None, per_channel: bool = False,
+                 oriented: bool = False) -> None:
         super().__init__()
         self.bits = _check_bits(bits)
         self.qp = 2 ** (bits - 1) - 1
+        if oriented and not per_channel:
+            raise ValueError("an oriented weight grid needs per-channel steps (weight_granularity "
+                             "'per_channel_oriented')")
         self.per_channel = per_channel
+        self.oriented = oriented  # a construction setting (the signs themselves are in the step)
         if per_channel:
             if weight is None:
                 raise ValueError("a per-channel weight quantizer needs the weight (its step has one entry per "
@@ -331,6 +273,9 @@ class _WeightQuantizerBase(nn.Module):
         else:
             self.step = nn.Parameter(torch.tensor(1.0))
         self.enabled = True
+
+    def _initialise(self, weight: torch.Tensor | None) -> None:
+        """The subclass's last step of construction (its level range is known by then): the step from ``weight``."""
         if weight is not None:
             self.init_from(weight)
 
@@ -340,7 +285,22 @@ class _WeightQuantizerBase(nn.Module):
         over each output channel for a per-channel step."""
         w = weight.detach().abs()
         mean = w.flatten(1).mean(1).reshape(self.step.shape) if self.per_channel else w.mean()
-        self.step.copy_((2.0 * mean / math.sqrt(self.qp)).clamp_min(1e-8))
+        step = (2.0 * mean / math.sqrt(self.qp)).clamp_min(1e-8)
+        self.step.copy_(self.orient(weight, step) if self.oriented else step)
+
+    @torch.no_grad()
+    def orient(self, weight: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """``step`` (positive, one per channel) with each channel's sign chosen to minimise its squared rounding
+        and clipping error on the level grid; a tie keeps the positive step."""
+        lo, hi = self.level_range
+        w = weight.detach().flatten(1).double()
+        a = step.detach().reshape(-1, 1).double()
+
+        def error(signed: torch.Tensor) -> torch.Tensor:
+            return (signed * torch.clamp(torch.round(w / signed), lo, hi) - w).square().sum(1)
+
+        mirrored = error(-a) < error(a)
+        return torch.where(mirrored.reshape(step.shape), -step, step)
 
     @torch.no_grad()
     def set_step(self, step: float | torch.Tensor) -> None:
@@ -371,6 +331,7 @@ class _WeightQuantizerBase(nn.Module):
     def extra_repr(self) -> str:
         off = "" if self.enabled else ", enabled=False"
         per = ", per_channel" if self.per_channel else ""
+        per += "_oriented" if self.oriented else ""
         return f"bits={self.bits}, levels=[{self.level_range[0]}, {self.level_range[1]}]{per}{off}"
 
 
@@ -394,10 +355,12 @@ class RBDWeightQuantizer(_WeightQuantizerBase):
     the offset ``level - 1`` in ``[-2^(b-1), 2^(b-1)-1]``, i.e. a zero point of -1.
     """
 
-    def __init__(self, bits: int, weight: torch.Tensor | None = None, per_channel: bool = False) -> None:
-        super().__init__(bits, weight, per_channel)
+    def __init__(self, bits: int, weight: torch.Tensor | None = None, per_channel: bool = False,
+                 oriented: bool = False) -> None:
+        super().__init__(bits, weight, per_channel, oriented)
         self.s = nn.Parameter(torch.ones(bits))
         self.beta = nn.Parameter(torch.zeros(bits))
+        self._initialise(weight)
 
     @property
     def level_range(self) -> tuple[int, int]:
@@ -428,9 +391,10 @@ class LSQWeightQuantizer(_WeightQuantizerBase):
     """
 
     def __init__(self, bits: int, weight: torch.Tensor | None = None, symmetric: bool = False,
-                 per_channel: bool = False) -> None:
-        super().__init__(bits, weight, per_channel)
+                 per_channel: bool = False, oriented: bool = False) -> None:
+        super().__init__(bits, weight, per_channel, oriented)
         self.symmetric = symmetric
+        self._initialise(weight)
 
     @property
     def level_range(self) -> tuple[int, int]:
@@ -445,11 +409,13 @@ def make_weight_quantizer(kind: str, bits: int, weight: torch.Tensor | None = No
                           granularity: str = "per_tensor") -> _WeightQuantizerBase:
     """``"rbd"`` | ``"lsq"`` (same levels as RBD) | ``"lsq_sym"`` (symmetric levels), with one step per tensor
     or per output channel (``granularity``, one of :data:`WEIGHT_GRANULARITIES`)."""
-    per_channel = _check_granularity(granularity) == "per_channel"
+    per_channel = _check_granularity(granularity) != "per_tensor"
+    oriented = granularity == "per_channel_oriented"
     if kind == "rbd":
-        return RBDWeightQuantizer(bits, weight, per_channel)
+        return RBDWeightQuantizer(bits, weight, per_channel, oriented)
     if kind in ("lsq", "lsq_sym"):
-        return LSQWeightQuantizer(bits, weight, symmetric=kind == "lsq_sym", per_channel=per_channel)
+        return LSQWeightQuantizer(bits, weight, symmetric=kind == "lsq_sym", per_channel=per_channel,
+                                  oriented=oriented)
     raise ValueError(f"weight_quantizer must be one of {WEIGHT_QUANTIZERS}, got {kind!r}")
 
 
