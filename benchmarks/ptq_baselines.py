@@ -2,7 +2,7 @@
 method, 8 calibration batches of 8 T91 patches (LR 48), evaluated on Set5 (PSNR-Y). Every QAT number in the
 README has these beside it.
 
-    .venv/bin/python benchmarks/ptq_baselines.py [--model imdn] [--bits 4 3 2]   # ~10 min on 2 cores
+    .venv/bin/python benchmarks/ptq_baselines.py [--model imdn] [--bits 4 3 2]   # ~10 min on 2 cores per granularity
 
 ``--granularity per_tensor per_channel per_channel_oriented`` compares weight-step granularities (one table per
 granularity; each row also records the summed squared weight error).

@@ -299,8 +299,8 @@ def test_learning_a_qat_programs_scales_keeps_its_learned_steps():
     assert steps <= written
 
 
-@pytest.mark.parametrize("granularity", ["per_channel", "per_channel_oriented"])
-def test_per_channel_weight_steps_reach_the_program_and_the_pte(tmp_path, granularity):
+@pytest.mark.parametrize("granularity, bits", [("per_channel", 4), ("per_channel_oriented", 2)])
+def test_per_channel_weight_steps_reach_the_program_and_the_pte(tmp_path, granularity, bits):
     import sys
     from pathlib import Path
 
@@ -310,10 +310,16 @@ def test_per_channel_weight_steps_reach_the_program_and_the_pte(tmp_path, granul
     from quantsr.export.deploy import to_deploy_model
     from quantsr.quant.layers import QConv2d
 
-    net = tiny_qat(bits=4, granularity=granularity)
+    net = tiny_qat(bits=bits, granularity=granularity)
     layer = next(m for m in net.modules() if isinstance(m, QConv2d))
-    with torch.no_grad():  # a negative step (LSQ steps can cross zero) must flip only its own channel
-        layer.weight_quantizer.step[0] *= -1
+    if granularity == "per_channel_oriented":  # a channel with one large negative weight starts mirrored
+        with torch.no_grad():
+            layer.weight[0].view(-1)[0] = -4 * float(layer.weight.abs().max())
+        layer.reset_step()
+        assert float(layer.weight_quantizer.step[0]) < 0 < float(layer.weight_quantizer.step[1:].min())
+    else:
+        with torch.no_grad():  # a negative step (LSQ steps can cross zero) must flip only its own channel
+            layer.weight_quantizer.step[0] *= -1
     deploy, _ = to_deploy_model(net, "dynamic")
     x = torch.rand(1, 3, 20, 20)
     with torch.no_grad():

@@ -505,6 +505,7 @@ def test_the_cli_offers_every_weight_granularity_and_the_recipe_keeps_oriented_s
     again = build_quantized_(create_model("edsr", scale=2, num_feat=8, num_block=2),
                              QuantRecipe.from_dict(recipe.to_dict()))
     again.load_state_dict(model.state_dict())  # a mirrored channel is a negative step: nothing else to restore
+    assert all(m.weight_quantizer.oriented for m in again.modules() if isinstance(m, QConv2d))
     model.eval(), again.eval()
     with torch.no_grad():
         assert torch.equal(model(x), again(x))

@@ -254,7 +254,8 @@ def quantize_checkpoint(teacher: nn.Module, model: str, scale: int, recipe: Quan
     card = {
         "architecture": model, "scale": scale, "model_kwargs": model_kwargs,
         "bits": {"weights": recipe.w_bits, "activations": recipe.a_bits,
-                 "head_tail": recipe.head_tail_bits, "weight_quantizer": recipe.weight_quantizer},
+                 "head_tail": recipe.head_tail_bits, "weight_quantizer": recipe.weight_quantizer,
+                 "weight_granularity": recipe.weight_granularity},
         "teacher": teacher_source, "distillation": _distillation_name(train), "init": init_info,
         "qsa": None if qsa is None else {"kept_blocks": recipe.qsa_keep,
                                          "events": [asdict(e) for e in qsa.events]},

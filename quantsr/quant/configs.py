@@ -57,7 +57,7 @@ class QuantSRConfig:
     rounding: str = "ste"
     weight_quantizer: str = "rbd"
     quantize_attention: bool = True
-    weight_granularity: str = "per_tensor"  # or "per_channel": one weight step per output channel
+    weight_granularity: str = "per_tensor"  # "per_channel" / "per_channel_oriented": one step per output channel
 
     def __post_init__(self) -> None:
         _check_bits(self.w_bits)

@@ -172,7 +172,7 @@ def _set_weight_step(layer: nn.Module, method: str, percentile: float, grid: int
     steps = []
     for row in rows:
         step = _row_step(row, method, percentile, lo, hi, grid)
-        if wq.oriented:  # the mirrored grid (a negative step) where it fits the channel better
+        if wq.oriented and lo != -hi:  # the mirrored grid (a negative step) where it fits the channel better
             mirrored = _row_step(-row, method, percentile, lo, hi, grid)
             if _grid_error(-row, mirrored, lo, hi) < _grid_error(row, step, lo, hi):
                 step = -mirrored

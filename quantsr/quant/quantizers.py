@@ -282,7 +282,8 @@ class _WeightQuantizerBase(nn.Module):
     @torch.no_grad()
     def init_from(self, weight: torch.Tensor) -> None:
         """(Re)initialise the step from a weight tensor: ``a = 2 mean(|W|) / sqrt(2^(b-1) - 1)``, the mean taken
-        over each output channel for a per-channel step."""
+        over each output channel for a per-channel step; ``oriented``: each channel's ``a`` negated where the
+        mirrored grid fits its weights better (:meth:`orient`)."""
         w = weight.detach().abs()
         mean = w.flatten(1).mean(1).reshape(self.step.shape) if self.per_channel else w.mean()
         step = (2.0 * mean / math.sqrt(self.qp)).clamp_min(1e-8)

@@ -35,7 +35,8 @@ class QuantRecipe:
     * ``w_bits`` / ``a_bits``: the body's weight and activation bits.
     * ``weight_quantizer``: ``"rbd"`` (QuantSR+) or ``"lsq"`` (plain LSQ, same levels).
     * ``weight_granularity``: one weight step per tensor (``"per_tensor"``, the paper's setting) or per output
-      channel (``"per_channel"``), in every quantized layer.
+      channel (``"per_channel"``; ``"per_channel_oriented"``: each channel's step starts with the sign whose
+      asymmetric grid fits it better), in every quantized layer.
     * ``rounding``: the activation rounding gradient, ``"ste"`` or ``"soft"`` (a training choice that also
       selects the quantizer module, so it is recorded here).
     * ``layers``: which layers are low-bit (``"body"``: docs/method.md, "Which layers are quantized").
